@@ -1,0 +1,1 @@
+"""Composing conf/ into params.yaml and reading it back in stages."""

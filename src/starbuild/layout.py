@@ -1,0 +1,35 @@
+"""Where every stage reads and writes, relative to the repository root (dvc.yaml mirrors this)."""
+
+from pathlib import Path
+
+RAW = Path("data/raw")
+FILTERED = Path("data/filtered")
+DEDUP = Path("data/dedup")
+DEDUP_CLUSTERS = Path("data/dedup_clusters")
+CLEAN = Path("data/clean")
+DOCS = Path("data/docs")
+TOKENS = Path("data/tokens")
+TOKENIZER = Path("models/tokenizer")
+CHECKPOINTS = Path("models/checkpoints")
+HF_MODEL = Path("models/hf")
+METRICS = Path("metrics")
+PLOTS = Path("plots")
+REPORTS = Path("reports")
+
+# Which stage produces each path, so a missing input can name the command that makes it.
+PRODUCER = {
+    RAW: "pull",
+    FILTERED: "filter",
+    DEDUP: "dedup",
+    CLEAN: "clean",
+    DOCS: "format",
+    TOKENIZER: "tokenizer",
+    TOKENS: "tokenize",
+    CHECKPOINTS: "train",
+    HF_MODEL: "export",
+}
+
+
+def metrics_file(stage: str) -> Path:
+    """The metrics JSON a stage writes (declared `cache: false` in dvc.yaml)."""
+    return METRICS / f"{stage}.json"

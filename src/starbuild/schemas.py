@@ -1,0 +1,78 @@
+"""The one definition of every table's columns (The Stack v2 names where one exists).
+
+A stage adds columns to the table it reads and never renames them; each schema below is the
+previous one plus what its stage adds. Stages validate their input against these at entry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# Files as pulled from an origin (one row per regular text file).
+RAW = pa.schema(
+    [
+        ("blob_id", pa.string()),  # sha1 of the bytes (SWH `sha1`, the S3 key)
+        ("content_id", pa.string()),  # sha1_git of the bytes (git blob id)
+        ("swhid", pa.string()),  # swh:1:cnt:<content_id>
+        ("repo_name", pa.string()),
+        ("path", pa.string()),  # path inside the origin, '/'-separated
+        ("directory_id", pa.string()),  # sha1_git of the origin's root directory
+        ("revision_id", pa.string()),  # commit for git origins, null for plain directories
+        ("revision_date", pa.timestamp("s", tz="UTC")),
+        ("language", pa.string()),
+        ("license_type", pa.string()),  # permissive | copyleft | no_license
+        ("detected_licenses", pa.list_(pa.string())),
+        ("src_encoding", pa.string()),
+        ("length_bytes", pa.int64()),
+        ("is_executable", pa.bool_()),
+        ("content", pa.large_string()),
+    ]
+)
+
+FILTERED = RAW
+DEDUP = RAW
+CLEAN = RAW.append(pa.field("pii_redactions", pa.int32()))
+
+DEDUP_CLUSTERS = pa.schema(
+    [
+        ("blob_id", pa.string()),
+        ("repo_name", pa.string()),
+        ("path", pa.string()),
+        ("kept", pa.bool_()),
+        ("cluster_size", pa.int64()),
+    ]
+)
+
+# Repository-level training documents.
+DOCS = pa.schema(
+    [
+        ("repo_name", pa.string()),
+        ("split", pa.string()),  # train | val
+        ("n_files", pa.int64()),
+        ("length_bytes", pa.int64()),
+        ("text", pa.large_string()),
+    ]
+)
+
+
+class SchemaMismatch(ValueError):
+    """A table on disk does not carry the columns its reader expects."""
+
+
+def validate(path: Path, expected: pa.Schema) -> None:
+    """Fail with one clear line when a shard lacks or mistypes a column of `expected`."""
+    actual = pq.read_schema(path)
+    for field in expected:
+        index = actual.get_field_index(field.name)
+        if index < 0:
+            raise SchemaMismatch(
+                f"{path}: column '{field.name}' is missing; rebuild it with `dvc repro`"
+            )
+        if not actual.field(index).type.equals(field.type):
+            raise SchemaMismatch(
+                f"{path}: column '{field.name}' is {actual.field(index).type}, expected {field.type}; "
+                "rebuild it with `dvc repro`"
+            )

@@ -1,0 +1,116 @@
+"""The shared entry point of every `stages/<name>.py`: a Hydra app with DVC-safe outputs.
+
+Two ways to run a stage:
+
+* Under DVC (`dvc.yaml` passes `--config-name=params`): the config is the composed
+  `params.yaml`, so `dvc exp run -S ...` reaches the stage; outputs go to the repository paths
+  that dvc.yaml declares, and Hydra writes no output directory or log file of its own.
+* By hand (`python stages/train.py -m train.lr=1e-3,3e-3`): Hydra composes `conf/` with the
+  overrides; inputs are still read from the repository, but outputs go to the job's own Hydra
+  output directory (`outputs/…` or `multirun/…/<job>`), never into DVC's outs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from starbuild import layout
+from starbuild.config.compose import ConfigError, check_group_overrides, find_repo_root
+from starbuild.schemas import SchemaMismatch
+from starbuild.shards.io import atomic_file
+
+PARAMS_MODE_FLAG = "--config-name=params"
+# What keeps Hydra from writing outputs/<date>/ or logs when DVC runs the stage.
+PARAMS_MODE_OVERRIDES = [
+    "hydra.run.dir=.",
+    "hydra.output_subdir=null",
+    "hydra/job_logging=disabled",
+    "hydra/hydra_logging=disabled",
+]
+
+log = logging.getLogger("starbuild")
+
+
+class StageError(RuntimeError):
+    """A stage cannot run (missing input, bad configuration); the message names the fix."""
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage's logic needs: its config and where to read and write."""
+
+    name: str
+    cfg: DictConfig
+    root: Path
+    out_root: Path
+
+    def input(self, rel: Path) -> Path:
+        """An input path under the repository; fail clearly if the producing stage has not run."""
+        path = self.root / rel
+        if not path.exists():
+            producer = layout.PRODUCER.get(Path(rel))
+            how = f"`dvc repro {producer}`" if producer else "`dvc repro`"
+            raise StageError(f"{rel} does not exist; run {how} first (or `make repro`)")
+        return path
+
+    def output(self, rel: Path) -> Path:
+        """Where this run writes `rel`."""
+        return self.out_root / rel
+
+    def write_metrics(self, metrics: dict[str, Any]) -> Path:
+        """Write this stage's metrics JSON atomically, with sorted keys for stable bytes."""
+        path = self.output(layout.metrics_file(self.name))
+        with atomic_file(path) as tmp:
+            tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        log.info("metrics -> %s", path)
+        return path
+
+
+def _prepare_argv(root: Path) -> bool:
+    """Adjust sys.argv for the DVC mode; return whether the stage runs against params.yaml."""
+    args = sys.argv[1:]
+    params_mode = PARAMS_MODE_FLAG in args
+    if params_mode:
+        sys.argv[1:] = [f"--config-dir={root}", *args, *PARAMS_MODE_OVERRIDES]
+    else:
+        overrides = [a for a in args if not a.startswith("-") and "=" in a]
+        check_group_overrides(overrides, root / "conf")
+    return params_mode
+
+
+def stage_app(name: str, run: Callable[[StageContext], None]) -> None:
+    """Run `run` as the Hydra app of stage `name`; print one-line errors, exit non-zero."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        root = find_repo_root()
+        params_mode = _prepare_argv(root)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+    @hydra.main(config_path=str(root / "conf"), config_name="config", version_base=None)
+    def _main(cfg: DictConfig) -> None:
+        if params_mode:
+            logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+            out_root = root
+        else:
+            out_root = Path(HydraConfig.get().runtime.output_dir)
+        context = StageContext(name=name, cfg=cfg, root=root, out_root=out_root)
+        log.info("stage %s: reading %s, writing under %s", name, root, out_root)
+        try:
+            run(context)
+        except (StageError, ConfigError, SchemaMismatch) as err:
+            print(f"error: {name}: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    _main()

@@ -1,0 +1,7 @@
+"""DVC stage `clean` (see dvc.yaml); the logic lives in starbuild.clean."""
+
+from starbuild.clean.stage import run_clean
+from starbuild.stage import stage_app
+
+if __name__ == "__main__":
+    stage_app("clean", run_clean)

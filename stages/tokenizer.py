@@ -1,0 +1,7 @@
+"""DVC stage `tokenizer` (see dvc.yaml); the logic lives in starbuild.tokenizer."""
+
+from starbuild.stage import stage_app
+from starbuild.tokenizer.stage import run_tokenizer
+
+if __name__ == "__main__":
+    stage_app("tokenizer", run_tokenizer)

@@ -1,0 +1,40 @@
+"""Build small, valid tables for unit tests."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pyarrow as pa
+
+from starbuild import schemas
+
+
+def raw_row(repo_name: str, path: str, content: str, **overrides: Any) -> dict[str, Any]:
+    """One row of the raw file table with honest hashes for `content`."""
+    data = content.encode("utf-8")
+    sha1_git = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    row = {
+        "blob_id": hashlib.sha1(data).hexdigest(),
+        "content_id": sha1_git,
+        "swhid": f"swh:1:cnt:{sha1_git}",
+        "repo_name": repo_name,
+        "path": path,
+        "directory_id": "0" * 40,
+        "revision_id": None,
+        "revision_date": None,
+        "language": "Python",
+        "license_type": "permissive",
+        "detected_licenses": ["MIT"],
+        "src_encoding": "UTF-8",
+        "length_bytes": len(data),
+        "is_executable": False,
+        "content": content,
+    }
+    row.update(overrides)
+    return row
+
+
+def raw_table(rows: list[dict[str, Any]], schema: pa.Schema = schemas.RAW) -> pa.Table:
+    """A table of `rows` with exactly `schema`'s columns."""
+    return pa.Table.from_pylist(rows, schema=schema)
