@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -38,3 +41,24 @@ def raw_row(repo_name: str, path: str, content: str, **overrides: Any) -> dict[s
 def raw_table(rows: list[dict[str, Any]], schema: pa.Schema = schemas.RAW) -> pa.Table:
     """A table of `rows` with exactly `schema`'s columns."""
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+def git(cwd: Path, *args: str, data: bytes | None = None) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    """Run git in `cwd` with a fixed identity; return its stripped stdout."""
+    return subprocess.run(["git", *args], cwd=cwd, input=data, capture_output=True, check=True,
+                          env=env).stdout.decode().strip()
+
+
+def make_tree(root: Path) -> None:
+    """A tree with the cases git sorts or types specially."""
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "mod.py").write_text("x = 1\n")
+    (root / "pkg-a.txt").write_text("sorts before the directory pkg\n")
+    (root / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (root / "run.sh").chmod(0o755)
+    (root / "empty.txt").write_bytes(b"")
+    (root / "link").symlink_to("pkg/mod.py")
+    (root / "deep" / "er").mkdir(parents=True)
+    (root / "deep" / "er" / "data.bin").write_bytes(b"\0\1\2")

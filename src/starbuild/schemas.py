@@ -21,7 +21,7 @@ RAW = pa.schema(
         ("path", pa.string()),  # path inside the origin, '/'-separated
         ("directory_id", pa.string()),  # sha1_git of the origin's root directory
         ("revision_id", pa.string()),  # commit for git origins, null for plain directories
-        ("revision_date", pa.timestamp("s", tz="UTC")),
+        ("revision_date", pa.timestamp("us", tz="UTC")),
         ("language", pa.string()),
         ("license_type", pa.string()),  # permissive | copyleft | no_license
         ("detected_licenses", pa.list_(pa.string())),

@@ -45,6 +45,12 @@ def read_shard(path: Path, columns: list[str] | None = None) -> pa.Table:
     return pq.read_table(path, columns=columns)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling of `final`; on success it replaces `final` in one rename.
@@ -54,6 +60,8 @@ def atomic_output(final: Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    # mkdtemp makes a private 0700 directory; outputs get the usual umask-based mode.
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         if final.is_dir() and not final.is_symlink():
@@ -74,6 +82,7 @@ def atomic_file(final: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".tmp-{final.name}-", dir=final.parent)
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         os.replace(tmp, final)

@@ -1,4 +1,4 @@
-"""DVC stage `tokenize` (see dvc.yaml); the logic lives in starbuild.tokenizer."""
+"""DVC stage `tokenize` (see dvc.yaml); named tokenize_docs.py so it cannot shadow the stdlib `tokenize`."""
 
 from starbuild.stage import stage_app
 from starbuild.tokenizer.stage import run_tokenize

@@ -1,0 +1,40 @@
+# The two commands that matter: `make repro` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+# DVC runs each stage's `python …` through the shell: the venv must come first on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+# Hydra overrides for `make params`, e.g. `make repro OVERRIDES="experiment=smoke"`.
+OVERRIDES ?=
+
+.PHONY: setup params repro test lint bench clean-venv
+
+setup: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip==25.3
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	touch $(INSTALLED)
+
+params: $(INSTALLED)
+	$(BIN)/python -m starbuild.config.compose $(OVERRIDES)
+
+repro: params
+	$(BIN)/dvc repro
+	$(BIN)/dvc status
+	$(BIN)/dvc metrics show
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check src stages tests bench
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: $(INSTALLED)
+	$(BIN)/python bench/bench_hashing.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Software Heritage concerns: SWHIDs, origins and the sources that pull their files."""

@@ -1,0 +1,52 @@
+"""Intrinsic identifiers computed with hashlib: sha1, sha1_git (SWHID cnt) and git trees (SWHID dir)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+MODE_FILE = b"100644"
+MODE_EXECUTABLE = b"100755"
+MODE_SYMLINK = b"120000"
+MODE_DIRECTORY = b"40000"
+
+
+def sha1_hex(data: bytes) -> str:
+    """SHA-1 of the bytes: The Stack v2 `blob_id` (SWH `sha1`)."""
+    return hashlib.sha1(data).hexdigest()
+
+
+def sha1_git(data: bytes) -> bytes:
+    """The git blob id of `data` as 20 raw bytes (SWH `sha1_git`)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).digest()
+
+
+def content_swhid(sha1_git_hex: str) -> str:
+    """The core SWHID of a content object."""
+    return f"swh:1:cnt:{sha1_git_hex}"
+
+
+def directory_swhid(tree_hex: str) -> str:
+    """The core SWHID of a directory object."""
+    return f"swh:1:dir:{tree_hex}"
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One entry of a git tree / SWH directory manifest."""
+
+    name: bytes
+    mode: bytes
+    target: bytes  # 20 raw bytes
+
+    def sort_key(self) -> bytes:
+        # git sorts directories as if their name ended in '/', so `pkg` sorts after `pkg-a.txt`.
+        return self.name + b"/" if self.mode == MODE_DIRECTORY else self.name
+
+
+def tree_id(entries: list[TreeEntry]) -> bytes:
+    """The git tree id (= SWH directory id) of a directory with `entries`, as raw bytes."""
+    body = b"".join(
+        e.mode + b" " + e.name + b"\0" + e.target for e in sorted(entries, key=TreeEntry.sort_key)
+    )
+    return hashlib.sha1(b"tree %d\0" % len(body) + body).digest()

@@ -1,0 +1,108 @@
+"""The pull stage: every origin of the configured source into `data/raw/` shards."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from starbuild import layout, schemas
+from starbuild.shards.executor import map_shards
+from starbuild.shards.io import atomic_output, shard_name, write_shard
+from starbuild.stage import StageContext, StageError
+from starbuild.swh.origins import Origin, OriginError
+from starbuild.swh.source import OriginSummary, Source, make_source
+
+log = logging.getLogger(__name__)
+
+# Every reason a file of an origin is not pulled; all appear in the metrics, zero or not.
+SKIP_REASONS = ("binary", "too_large", "undecodable", "symlink", "submodule", "unreadable", "special_file")
+_BATCH_ROWS = 256
+
+
+def _pull_one(task: tuple[Source, Origin, Path]) -> OriginSummary:
+    source, origin, destination = task
+    return source.pull_origin(origin, destination)
+
+
+def _rows_in_order(files: list[Path]) -> Iterator[pa.RecordBatch]:
+    for path in files:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS)
+
+
+def write_raw_shards(staged: list[Path], out_dir: Path, target_bytes: int) -> int:
+    """Re-cut the per-origin files into shards of about `target_bytes` of content; return the count."""
+    pending: list[pa.RecordBatch] = []
+    pending_bytes = 0
+    count = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_bytes, count
+        table = pa.Table.from_batches(pending, schema=schemas.RAW)
+        write_shard(table, out_dir / shard_name(count))
+        count, pending, pending_bytes = count + 1, [], 0
+
+    for batch in _rows_in_order(staged):
+        start = 0
+        for i, size in enumerate(batch.column("length_bytes").to_pylist()):
+            pending_bytes += size
+            if pending_bytes >= target_bytes:
+                pending.append(batch.slice(start, i + 1 - start))
+                start = i + 1
+                flush()
+        if start < batch.num_rows:
+            pending.append(batch.slice(start))
+    if pending or count == 0:
+        flush()
+    return count
+
+
+def run_pull(ctx: StageContext) -> None:
+    """Pull every origin, then write `data/raw/` and the pull metrics."""
+    cfg = ctx.cfg
+    try:
+        source = make_source(cfg.source, ctx.root)
+        origins = source.origins()
+    except (OriginError, ValueError) as err:
+        raise StageError(str(err)) from err
+    log.info("pulling %d origins", len(origins))
+    with atomic_output(ctx.output(layout.RAW)) as tmp:
+        staging = tmp / "_origins"
+        staging.mkdir()
+        staged = [staging / f"{i:05d}.parquet" for i in range(len(origins))]
+        tasks = [(source, origin, path) for origin, path in zip(origins, staged, strict=True)]
+        try:
+            summaries = map_shards(_pull_one, tasks, cfg.executor, desc="origins")
+        except OriginError as err:
+            raise StageError(str(err)) from err
+        shards = write_raw_shards(staged, tmp, int(cfg.source.shard_target_bytes))
+        shutil.rmtree(staging)
+    log.info("wrote %d shards to %s", shards, layout.RAW)
+    ctx.write_metrics(pull_metrics(summaries, shards))
+
+
+def pull_metrics(summaries: list[OriginSummary], shards: int) -> dict:
+    """Totals per skip reason, language and license type, and one entry per origin."""
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    languages: dict[str, int] = {}
+    license_types: dict[str, int] = {}
+    for s in summaries:
+        for reason, n in s.skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + n
+        for language, n in s.languages.items():
+            languages[language] = languages.get(language, 0) + n
+        license_types[s.license_type] = license_types.get(s.license_type, 0) + s.files
+    return {
+        "origins": {s.name: {k: v for k, v in asdict(s).items() if k != "name"} for s in summaries},
+        "files": sum(s.files for s in summaries),
+        "bytes": sum(s.bytes for s in summaries),
+        "shards": shards,
+        "skipped": skipped,
+        "languages": languages,
+        "files_by_license_type": license_types,
+    }

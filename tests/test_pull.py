@@ -1,0 +1,152 @@
+"""The pull stage: local directory and git origins into raw shards, bad files counted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from omegaconf import DictConfig, OmegaConf
+
+from starbuild import layout, schemas
+from starbuild.shards.io import list_shards
+from starbuild.stage import StageContext, StageError
+from starbuild.swh.stage import run_pull
+from tests.factories import git, make_tree
+
+GPL3_HEADER = "                    GNU GENERAL PUBLIC LICENSE\n                       Version 3, 29 June 2007\n"
+
+
+def with_source(cfg: DictConfig, **source: object) -> DictConfig:
+    """`cfg` with its source section replaced in part."""
+    return OmegaConf.merge(cfg, {"source": source})
+
+
+def read_raw(root: Path) -> list[dict]:
+    shards = list_shards(root / layout.RAW)
+    for shard in shards:
+        schemas.validate(shard, schemas.RAW)
+    return [row for shard in shards for row in pq.read_table(shard).to_pylist()]
+
+
+@pytest.fixture
+def origin_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "origins" / "mixed"
+    make_tree(root)
+    (root / "LICENSE").write_text(GPL3_HEADER + "...")
+    (root / "latin1.c").write_bytes("/* caf\xe9 */\n".encode("latin-1"))
+    (root / "big.py").write_text("x = 1\n" * 200)
+    (root / "__pycache__").mkdir()
+    (root / "__pycache__" / "a.pyc").write_bytes(b"junk")
+    return root
+
+
+def test_pull_directory_origin_counts_and_hashes(make_context: Callable[..., StageContext],
+                                                 smoke_cfg: DictConfig, origin_dir: Path) -> None:
+    cfg = with_source(smoke_cfg, max_file_bytes=1000,
+                      origins=[{"name": "local/mixed", "path": str(origin_dir)}])
+    ctx = make_context("pull", cfg)
+    run_pull(ctx)
+    rows = read_raw(ctx.root)
+    paths = [r["path"] for r in rows]
+    assert paths == sorted(paths) == ["LICENSE", "empty.txt", "pkg-a.txt", "pkg/mod.py", "run.sh"]
+    metrics = json.loads((ctx.root / "metrics/pull.json").read_text())
+    assert metrics["skipped"] == {"binary": 1, "too_large": 1, "undecodable": 1, "symlink": 1,
+                                  "submodule": 0, "unreadable": 0, "special_file": 0}
+    run_sh = next(r for r in rows if r["path"] == "run.sh")
+    assert run_sh["is_executable"] and run_sh["language"] == "Shell"
+    assert run_sh["content_id"] == git(origin_dir, "hash-object", "run.sh")
+    assert run_sh["swhid"] == f"swh:1:cnt:{run_sh['content_id']}"
+    assert all(r["license_type"] == "copyleft" and r["detected_licenses"] == ["GPL-3.0-only"] for r in rows)
+    origin = metrics["origins"]["local/mixed"]
+    assert origin["directory_swhid"] == f"swh:1:dir:{rows[0]['directory_id']}"
+    # The directory id covers skipped files too, but never the excluded __pycache__.
+    shutil.rmtree(origin_dir / "__pycache__")
+    git(origin_dir, "init", "-q")
+    git(origin_dir, "add", "-A")
+    assert rows[0]["directory_id"] == git(origin_dir, "write-tree")
+
+
+def test_pull_git_origin_reads_head_commit(make_context: Callable[..., StageContext],
+                                          smoke_cfg: DictConfig, tmp_path: Path) -> None:
+    repo = tmp_path / "gitrepo"
+    make_tree(repo)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    (repo / "uncommitted.py").write_text("not pulled\n")
+    ctx = make_context("pull", with_source(smoke_cfg, origins=[
+        {"name": "git/repo", "path": str(repo), "license": "MIT"}]))
+    run_pull(ctx)
+    rows = read_raw(ctx.root)
+    assert [r["path"] for r in rows] == ["empty.txt", "pkg-a.txt", "pkg/mod.py", "run.sh"]
+    assert {r["revision_id"] for r in rows} == {git(repo, "rev-parse", "HEAD")}
+    assert {r["directory_id"] for r in rows} == {git(repo, "rev-parse", "HEAD^{tree}")}
+    assert {r["license_type"] for r in rows} == {"permissive"}
+    assert all(r["revision_date"] is not None for r in rows)
+
+
+def test_shards_are_cut_by_bytes_and_deterministic(make_context: Callable[..., StageContext],
+                                                   smoke_cfg: DictConfig, origin_dir: Path,
+                                                   tmp_path: Path) -> None:
+    cfg = with_source(smoke_cfg, shard_target_bytes=60, origins=[
+        {"name": "b", "path": str(origin_dir)}, {"name": "a", "path": str(origin_dir)}])
+    first = StageContext("pull", cfg, tmp_path / "one", tmp_path / "one")
+    second = StageContext("pull", cfg, tmp_path / "two", tmp_path / "two")
+    run_pull(first)
+    run_pull(second)
+    shards = list_shards(first.root / layout.RAW)
+    assert len(shards) > 2
+    assert [s.read_bytes() for s in shards] == [s.read_bytes() for s in list_shards(second.root / layout.RAW)]
+    rows = read_raw(first.root)
+    assert [(r["repo_name"], r["path"]) for r in rows] == sorted((r["repo_name"], r["path"]) for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("origins", "message"),
+    [
+        ([{"name": "x", "path": "/no/such/dir"}], r"fix source\.origins\[0\]"),
+        ([{"name": "x", "distribution": "no-such-dist", "subdir": "x"}], "is not installed"),
+        ([{"path": "/tmp"}], "has no name"),
+        ([{"name": "x", "path": "/tmp"}, {"name": "x", "path": "/tmp"}], "repeated: x"),
+    ],
+)
+def test_bad_origins_fail_with_one_clear_line(make_context: Callable[..., StageContext],
+                                              smoke_cfg: DictConfig, origins: list, message: str) -> None:
+    ctx = make_context("pull", with_source(smoke_cfg, origins=origins))
+    with pytest.raises(StageError, match=message):
+        run_pull(ctx)
+    assert not (ctx.root / layout.RAW).exists()
+
+
+def test_unreadable_origin_is_named(make_context: Callable[..., StageContext], smoke_cfg: DictConfig,
+                                    tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        if subprocess.run(["ls", str(locked)], capture_output=True).returncode == 0:
+            pytest.skip("running as a user who can read any directory (root)")
+        ctx = make_context("pull", with_source(smoke_cfg, origins=[{"name": "x", "path": str(locked)}]))
+        with pytest.raises(StageError, match="not readable"):
+            run_pull(ctx)
+    finally:
+        locked.chmod(0o755)
+
+
+def test_default_corpus_is_big_varied_and_licensed(make_context: Callable[..., StageContext]) -> None:
+    from starbuild.config.compose import compose
+    from tests.conftest import REPO_ROOT
+
+    ctx = make_context("pull", compose([], conf_dir=REPO_ROOT / "conf"))
+    run_pull(ctx)
+    metrics = json.loads((ctx.root / "metrics/pull.json").read_text())
+    assert metrics["bytes"] >= 10_000_000
+    programming = {"Python", "C", "C++", "Cython", "Fortran", "Fortran Free Form", "JavaScript"}
+    assert len(programming & set(metrics["languages"])) >= 4
+    assert metrics["files_by_license_type"]["permissive"] > 0
+    assert metrics["files_by_license_type"]["copyleft"] > 0
