@@ -32,8 +32,8 @@ PARAMS_MODE_FLAG = "--config-name=params"
 PARAMS_MODE_OVERRIDES = [
     "hydra.run.dir=.",
     "hydra.output_subdir=null",
-    "hydra/job_logging=disabled",
-    "hydra/hydra_logging=disabled",
+    "hydra/job_logging=none",
+    "hydra/hydra_logging=none",
 ]
 
 log = logging.getLogger("starbuild")

@@ -1,0 +1,1 @@
+"""The build report: a Markdown summary of every stage's metrics."""

@@ -1,0 +1,67 @@
+"""Render stage metrics as Markdown: one table of counts per stage, origins listed apart."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# The order stages run in; each one's metrics/<stage>.json becomes a section.
+STAGES = ("pull", "filter", "dedup", "clean", "format", "tokenize", "train", "eval")
+
+
+def flatten(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested metrics as (dotted key, scalar) pairs in sorted key order."""
+    pairs: list[tuple[str, Any]] = []
+    for key in sorted(metrics):
+        value = metrics[key]
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            pairs.extend(flatten(value, f"{name}."))
+        else:
+            pairs.append((name, value))
+    return pairs
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _table(pairs: list[tuple[str, Any]]) -> list[str]:
+    rows = ["| metric | value |", "| --- | --- |"]
+    rows += [f"| {key} | {_format_value(value)} |" for key, value in pairs]
+    return rows
+
+
+def _origins_table(origins: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    rows = ["| origin | files | bytes | license type | licenses | directory SWHID |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for name in sorted(origins):
+        o = origins[name]
+        rows.append(
+            f"| {name} | {o['files']:,} | {o['bytes']:,} | {o['license_type']} | "
+            f"{', '.join(o['licenses']) or '-'} | `{o['directory_swhid']}` |"
+        )
+    return rows
+
+
+def render(metrics_by_stage: Mapping[str, Mapping[str, Any]]) -> str:
+    """The whole report for the metrics of each stage that has them."""
+    lines = ["# starbuild report", ""]
+    evaluation = metrics_by_stage.get("eval", {})
+    if evaluation:
+        lines += ["## Headline", ""] + _table(flatten(evaluation)) + [""]
+    for stage in STAGES:
+        metrics = dict(metrics_by_stage.get(stage, {}))
+        if not metrics:
+            continue
+        origins = metrics.pop("origins", None)
+        lines += [f"## {stage}", ""] + _table(flatten(metrics)) + [""]
+        if origins:
+            lines += ["### origins", ""] + _origins_table(origins) + [""]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Byte-level BPE training (`bpe`) and packing of token ids into fixed-length rows (`pack`)."""
