@@ -1,0 +1,1 @@
+"""PII redaction of file contents (StarCoder2 §3.2): email addresses."""

@@ -1,0 +1,66 @@
+"""The `dedup` stage: keep one row per blob_id across all shards, keeping shard order."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from starbuild import layout, schemas
+from starbuild.dedup.exact import clusters, counts, decide, kept_rows
+from starbuild.shards.io import atomic_output, list_shards, read_shard, shard_name, write_shard
+from starbuild.stage import StageContext, StageError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("exact",)
+
+
+def run_dedup(ctx: StageContext) -> None:
+    """Write data/dedup/ (shard i = the surviving rows of filtered shard i) and the cluster table."""
+    method = ctx.cfg.dedup.method
+    if method not in METHODS:
+        raise StageError(f"dedup.method '{method}' is unknown; use one of {', '.join(METHODS)} (conf/dedup/)")
+    shards = list_shards(ctx.input(layout.FILTERED))
+    if not shards:
+        raise StageError(f"{layout.FILTERED} has no shards; run `dvc repro filter` first")
+    for shard in shards:
+        schemas.validate(shard, schemas.FILTERED)
+    log.info("deduplicating %d shards from %s", len(shards), layout.FILTERED)
+
+    # An in-memory database would spill to ./.tmp; keep spill files out of the repository.
+    with (
+        tempfile.TemporaryDirectory(prefix="starbuild-dedup-") as spill,
+        duckdb.connect(config={"temp_directory": spill}) as con,
+    ):
+        decide(con, shards)
+        totals = counts(con)
+        expected = sum(pq.ParquetFile(shard).metadata.num_rows for shard in shards)
+        if totals["input_files"] != expected:
+            raise RuntimeError(f"dedup saw {totals['input_files']} rows of {expected}; shard paths mismatch")
+        with atomic_output(ctx.output(layout.DEDUP)) as tmp:
+            for index, shard in enumerate(tqdm(shards, desc="dedup", unit="shard")):
+                keep = pa.array(kept_rows(con, index), pa.int64())
+                write_shard(read_shard(shard).take(keep), tmp / shard.name)
+        with atomic_output(ctx.output(layout.DEDUP_CLUSTERS)) as tmp:
+            write_shard(clusters(con), tmp / shard_name(0))
+
+    duplicates = totals["input_files"] - totals["kept_files"]
+    metrics = {
+        **totals,
+        "duplicate_files": duplicates,
+        "dropped": {"exact_duplicate": duplicates},
+    }
+    log.info(
+        "kept %d of %d files (%d clusters) -> %s, %s",
+        totals["kept_files"],
+        totals["input_files"],
+        totals["clusters"],
+        layout.DEDUP,
+        layout.DEDUP_CLUSTERS,
+    )
+    ctx.write_metrics(metrics)

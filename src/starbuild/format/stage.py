@@ -1,0 +1,170 @@
+"""The `format` stage: one document per repository, split into train and val by repository."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from starbuild import layout, schemas
+from starbuild.format.repo_docs import render_document, repo_rng, val_repos
+from starbuild.shards.io import atomic_output, list_shards, read_shard, shard_name, write_shard
+from starbuild.stage import StageContext, StageError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class FormatParams:
+    """The `format` config section (and the global seed), checked once."""
+
+    seed: int
+    metadata_probability: float
+    val_fraction: float
+    docs_per_shard: int
+
+    @classmethod
+    def from_cfg(cls, cfg: Any) -> FormatParams:
+        """Read and check the params; raise StageError naming the bad key."""
+        section = cfg.format
+        try:
+            params = cls(
+                seed=int(cfg.seed),
+                metadata_probability=float(section.metadata_probability),
+                val_fraction=float(section.val_fraction),
+                docs_per_shard=int(section.docs_per_shard),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            raise StageError(f"format config is incomplete or mistyped ({err}); fix conf/format/") from err
+        if not 0.0 <= params.metadata_probability <= 1.0:
+            raise StageError("format.metadata_probability must be within [0, 1] (conf/format/)")
+        if not 0.0 <= params.val_fraction < 1.0:
+            raise StageError("format.val_fraction must be within [0, 1) (conf/format/)")
+        if params.docs_per_shard < 1:
+            raise StageError("format.docs_per_shard must be at least 1 (conf/format/)")
+        return params
+
+
+def repo_order(shards: list[Path]) -> tuple[list[str], int]:
+    """Repository names in table order and the number of rows without one.
+
+    Raise StageError when a repository's rows are not contiguous: documents are built one
+    repository at a time, which relies on the table being sorted by (repo_name, path).
+    """
+    names: list[str] = []
+    seen: set[str] = set()
+    missing = 0
+    for shard in shards:
+        for name in read_shard(shard, columns=["repo_name"]).column("repo_name").to_pylist():
+            if name is None:
+                missing += 1
+            elif not names or name != names[-1]:
+                if name in seen:
+                    raise StageError(
+                        f"rows of repository '{name}' are not contiguous in {layout.CLEAN} "
+                        f"(again in {shard.name}); rebuild it sorted by (repo_name, path) with "
+                        "`dvc repro pull`"
+                    )
+                seen.add(name)
+                names.append(name)
+    return names, missing
+
+
+def iter_repos(shards: list[Path]) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """(repo_name, [(path, content), …]) per repository, holding one repository at a time."""
+    current: str | None = None
+    files: list[tuple[str, str]] = []
+    for shard in shards:
+        table = read_shard(shard, columns=["repo_name", "path", "content"])
+        for name, path, content in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
+            if name is None:
+                continue
+            if name != current and current is not None:
+                yield current, files
+                files = []
+            current = name
+            files.append((path or "", content or ""))
+    if current is not None:
+        yield current, files
+
+
+class SplitWriter:
+    """Writes one split's documents as shards of a fixed number of documents."""
+
+    def __init__(self, directory: Path, split: str, docs_per_shard: int) -> None:
+        self.directory = directory
+        self.split = split
+        self.docs_per_shard = docs_per_shard
+        self.rows: list[dict[str, Any]] = []
+        self.shards = 0
+        self.docs = 0
+        self.bytes = 0
+        directory.mkdir(parents=True)
+
+    def add(self, repo_name: str, n_files: int, text: str) -> None:
+        """Queue one document; write a shard when enough are queued."""
+        size = len(text.encode("utf-8"))
+        self.rows.append(
+            {"repo_name": repo_name, "split": self.split, "n_files": n_files, "length_bytes": size, "text": text}
+        )
+        self.docs += 1
+        self.bytes += size
+        if len(self.rows) == self.docs_per_shard:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued documents as the next shard."""
+        table = pa.Table.from_pylist(self.rows, schema=schemas.DOCS)
+        write_shard(table, self.directory / shard_name(self.shards))
+        self.shards += 1
+        self.rows = []
+
+    def close(self) -> None:
+        """Write what is left; an empty split still gets one (empty) shard carrying the schema."""
+        if self.rows or self.shards == 0:
+            self.flush()
+
+
+def run_format(ctx: StageContext) -> None:
+    """Write data/docs/{train,val}/: one document per repository of data/clean/."""
+    params = FormatParams.from_cfg(ctx.cfg)
+    shards = list_shards(ctx.input(layout.CLEAN))
+    for shard in shards:
+        schemas.validate(shard, schemas.CLEAN)
+    names, missing = repo_order(shards)
+    if not names:
+        raise StageError(f"{layout.CLEAN} holds no files; check the sources and filters upstream")
+    held_out = val_repos(names, params.seed, params.val_fraction)
+    log.info("formatting %d repositories (%d val) from %d shards", len(names), len(held_out), len(shards))
+
+    files = 0
+    with atomic_output(ctx.output(layout.DOCS)) as tmp:
+        writers = {split: SplitWriter(tmp / split, split, params.docs_per_shard) for split in SPLITS}
+        for repo_name, repo_files in tqdm(iter_repos(shards), total=len(names), desc="format", unit="repo"):
+            text = render_document(repo_name, repo_files, repo_rng(params.seed, repo_name), params.metadata_probability)
+            writers["val" if repo_name in held_out else "train"].add(repo_name, len(repo_files), text)
+            files += len(repo_files)
+        for writer in writers.values():
+            writer.close()
+
+    train, val = writers["train"], writers["val"]
+    metrics = {
+        "repos": len(names),
+        "train_repos": train.docs,
+        "val_repos": val.docs,
+        "train_docs": train.docs,
+        "val_docs": val.docs,
+        "train_bytes": train.bytes,
+        "val_bytes": val.bytes,
+        "files": files,
+        "dropped": {"missing_repo_name": missing},
+    }
+    log.info("wrote %d train and %d val documents -> %s", train.docs, val.docs, layout.DOCS)
+    ctx.write_metrics(metrics)

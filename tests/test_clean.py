@@ -1,0 +1,148 @@
+"""The clean stage: the email detector on realistic code, and the redaction of every shard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from factories import raw_row, raw_table
+from omegaconf import OmegaConf
+
+from starbuild import layout
+from starbuild.clean.pii import find_emails, redact_emails
+from starbuild.clean.stage import run_clean
+from starbuild.schemas import CLEAN
+from starbuild.shards.io import list_shards, read_shard, write_shard
+from starbuild.stage import StageError
+
+FOUND = [
+    ("# Author: John Doe <john.doe@gmail.com>\n", ["john.doe@gmail.com"]),
+    ('    maintainer_email="jane+pypi@sub.example.co.uk",\n', ["jane+pypi@sub.example.co.uk"]),
+    ('  "author": "Ana Lima <ana_lima@empresa.com.br>",\n', ["ana_lima@empresa.com.br"]),
+    ("<a href='mailto:info@acme-corp.io'>mail us</a>", ["info@acme-corp.io"]),
+    ("Report bugs to bugs@example.org.", ["bugs@example.org"]),
+    ("cc: a@x.org,b@y.net;c@z.dev", ["a@x.org", "b@y.net", "c@z.dev"]),
+    ("(contact: first.last-name@dept.uni.edu)", ["first.last-name@dept.uni.edu"]),
+    ("Copyright 2019 ACME <OPS@ACME.COM>", ["OPS@ACME.COM"]),
+    ("punycode: user@xn--bcher-kva.xn--p1ai", ["user@xn--bcher-kva.xn--p1ai"]),
+    ("git clone git@github.com:org/repo.git", ["git@github.com"]),
+    ("percent%user@mail.example.com", ["percent%user@mail.example.com"]),
+]
+
+NOT_FOUND = [
+    '@app.route("/users/<int:user_id>")',
+    "@Override\npublic String toString() {",
+    'import x from "@babel/core";',
+    "@media screen and (max-width: 600px) {",
+    "ssh deploy@localhost",
+    "root@10.0.0.1:/srv",
+    '"react": "react@18.2.0",',
+    'background: url("icon@2x.png");',
+    "y = q@k.transpose(-2, -1)",
+    "z = a@b.data[0]",
+    "x = a@b.T",
+    "name@host.c",
+    "broken@exa_mple.com",
+    "trailing-@example.com",
+    "docker pull image@sha256:0123abcd",
+    "user@example.com1",
+]
+
+
+@pytest.mark.parametrize(("text", "emails"), FOUND)
+def test_finds_emails(text, emails):
+    assert find_emails(text) == emails
+
+
+@pytest.mark.parametrize("text", NOT_FOUND)
+def test_ignores_code_that_is_not_an_email(text):
+    assert find_emails(text) == []
+
+
+def test_redact_keeps_placeholder_literal_and_counts():
+    text = "a: ann@example.com b: bob@example.org\n"
+    assert redact_emails(text, r"\1<E>") == (r"a: \1<E> b: \1<E>" + "\n", 2)
+    assert redact_emails("no email here", "<EMAIL>") == ("no email here", 0)
+
+
+def test_handles_long_email_free_runs_quickly():
+    # One token, many candidate starts: must stay linear, not backtrack quadratically.
+    text = "a" * 200_000 + "@" + "b." * 100_000 + "-" * 100_000
+    assert find_emails(text) == []
+
+
+def corpus() -> list[list[dict]]:
+    """Two shards of realistic files, one with no content."""
+    setup = 'setup(\n    author="Jo",\n    author_email="jo@example.com",\n)\n# or jo2@example.com\n'
+    readme = "Questions? Write to help@project.dev.\n\nSee @decorators and user@localhost.\n"
+    plain = "def f(x):\n    return x@w.T\n"
+    none = raw_row("r/b", "empty.py", "")
+    none["content"] = None
+    return [
+        [raw_row("r/a", "README.md", readme, language="Markdown"), raw_row("r/a", "setup.py", setup)],
+        [raw_row("r/a", "z.py", plain), none],
+    ]
+
+
+def write_dedup(root: Path, shards: list[list[dict]]) -> None:
+    out = root / layout.DEDUP
+    out.mkdir(parents=True)
+    for index, rows in enumerate(shards):
+        write_shard(raw_table(rows), out / f"part-{index:05d}.parquet")
+
+
+def test_stage_redacts_and_keeps_blob_columns(tmp_path, make_context):
+    shards = corpus()
+    write_dedup(tmp_path, shards)
+    run_clean(make_context("clean"))
+
+    out = list_shards(tmp_path / layout.CLEAN)
+    assert [p.name for p in out] == ["part-00000.parquet", "part-00001.parquet"]
+    rows = [row for path in out for row in read_shard(path).to_pylist()]
+    assert read_shard(out[0]).schema.equals(CLEAN)
+    originals = [row for shard in shards for row in shard]
+    assert [r["pii_redactions"] for r in rows] == [1, 2, 0, 0]
+    assert rows[0]["content"].startswith("Questions? Write to <EMAIL>.\n")
+    assert "user@localhost" in rows[0]["content"]
+    assert 'author_email="<EMAIL>"' in rows[1]["content"] and "# or <EMAIL>" in rows[1]["content"]
+    assert rows[2]["content"] == originals[2]["content"]
+    assert rows[3]["content"] is None
+    for row, original in zip(rows, originals, strict=True):
+        # length_bytes (and blob_id) still describe the original blob, not the redacted text.
+        assert {k: v for k, v in row.items() if k not in ("content", "pii_redactions")} == {
+            k: v for k, v in original.items() if k != "content"
+        }
+
+    metrics = json.loads((tmp_path / "metrics/clean.json").read_text())
+    assert metrics == {"files": 4, "files_with_emails": 2, "emails_redacted": 3}
+
+
+def test_deterministic_and_worker_independent(tmp_path, make_context, smoke_cfg):
+    write_dedup(tmp_path, corpus())
+
+    def snapshot() -> dict[str, bytes]:
+        snap = {p.name: p.read_bytes() for p in list_shards(tmp_path / layout.CLEAN)}
+        snap["metrics"] = (tmp_path / "metrics/clean.json").read_bytes()
+        return snap
+
+    run_clean(make_context("clean"))
+    first = snapshot()
+    run_clean(make_context("clean"))
+    assert snapshot() == first
+    cfg = OmegaConf.create(OmegaConf.to_container(smoke_cfg))
+    cfg.executor.workers = 1
+    run_clean(make_context("clean", cfg))
+    assert snapshot() == first
+
+
+def test_custom_placeholder_and_bad_config(tmp_path, make_context, smoke_cfg):
+    write_dedup(tmp_path, corpus())
+    cfg = OmegaConf.create(OmegaConf.to_container(smoke_cfg))
+    cfg.clean.email_placeholder = "[redacted]"
+    run_clean(make_context("clean", cfg))
+    first = read_shard(tmp_path / layout.CLEAN / "part-00000.parquet").to_pylist()[0]
+    assert "Write to [redacted]." in first["content"]
+    cfg.clean.email_placeholder = 3
+    with pytest.raises(StageError, match="email_placeholder"):
+        run_clean(make_context("clean", cfg))
