@@ -1,0 +1,1 @@
+"""Evaluation of the exported model: validation loss and bits per byte on the val split."""

@@ -1,0 +1,65 @@
+"""Stage `eval`: val loss and bits per byte of models/hf on the val split -> metrics/eval.json."""
+
+from __future__ import annotations
+
+import logging
+
+from tokenizers import Tokenizer
+from transformers import AutoModelForCausalLM
+
+from starbuild import layout
+from starbuild.eval.val_loss import (
+    iter_val_texts,
+    score_windows,
+    token_byte_lengths,
+    val_token_stream,
+    windows,
+)
+from starbuild.schemas import SchemaMismatch
+from starbuild.shards.io import list_shards
+from starbuild.stage import StageContext, StageError
+
+log = logging.getLogger(__name__)
+
+VAL_SPLIT = "val"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def run_eval(ctx: StageContext) -> None:
+    """Score the exported model on non-overlapping windows of the val token stream."""
+    cfg = ctx.cfg.eval
+    seq_length, max_tokens, batch_size = int(cfg.seq_length), int(cfg.max_tokens), int(cfg.batch_size)
+    if seq_length < 1 or max_tokens < seq_length or batch_size < 1:
+        raise StageError("eval needs 1 ≤ eval.seq_length ≤ eval.max_tokens and eval.batch_size ≥ 1; "
+                         "fix conf/eval/")
+    hf_dir = ctx.input(layout.HF_MODEL)
+    val_shards = list_shards(ctx.input(layout.DOCS) / VAL_SPLIT)
+    if not val_shards:
+        raise StageError(f"{layout.DOCS / VAL_SPLIT} holds no shards; run `dvc repro format`")
+
+    model = AutoModelForCausalLM.from_pretrained(hf_dir).to(cfg.device).eval()
+    if seq_length > model.config.max_position_embeddings:
+        raise StageError(f"eval.seq_length {seq_length} exceeds the model's max_position_embeddings "
+                         f"{model.config.max_position_embeddings}; lower eval.seq_length")
+    tokenizer = Tokenizer.from_file(str(hf_dir / TOKENIZER_FILE))
+    # The exported config names the end-of-text token; documents are separated by it.
+    eos = tokenizer.id_to_token(model.config.eos_token_id)
+    try:
+        byte_lengths = token_byte_lengths(tokenizer)
+        # One id more than the targets: the first token of the stream is only ever an input.
+        stream = val_token_stream(iter_val_texts(val_shards), tokenizer, eos,
+                                  limit=(max_tokens // seq_length) * seq_length + 1)
+    except (ValueError, SchemaMismatch) as err:
+        raise StageError(str(err)) from err
+    batches = windows(stream, seq_length, max_tokens)
+    if not len(batches):
+        raise StageError(f"the val split has {stream.size} tokens, fewer than eval.seq_length + 1 = "
+                         f"{seq_length + 1}; lower eval.seq_length or add val repositories")
+    log.info("read %s and %d val shards: %d windows of %d tokens", hf_dir, len(val_shards),
+             len(batches), seq_length)
+
+    totals = score_windows(model, batches, byte_lengths, batch_size, cfg.device)
+    metrics = totals.metrics()
+    log.info("val_loss %.4f nats/token, %.4f bits/byte over %d tokens", metrics["val_loss"],
+             metrics["bits_per_byte"], metrics["tokens"])
+    ctx.write_metrics(metrics)

@@ -1,0 +1,88 @@
+"""Conversion to transformers: Starcoder2Config, Starcoder2ForCausalLM and a loadable directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer
+from transformers import PreTrainedTokenizerFast, Starcoder2Config, Starcoder2ForCausalLM
+
+from starbuild.model.starcoder2 import ModelConfig, StarCoder2
+
+# StarCoder2's conventions: <|endoftext|> opens, ends and stands in for unknown text; the FIM pad
+# token is the one special token that never carries content, so it pads batches.
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<fim_pad>"
+HIDDEN_ACT = "gelu_pytorch_tanh"
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """Ids of the special tokens the HF config names."""
+
+    eos: int
+    pad: int
+
+
+def special_ids(tokenizer: Tokenizer) -> SpecialIds:
+    """Look up the eos and pad ids in a tokenizer; fail if it lacks StarCoder2's special tokens."""
+    ids = {name: tokenizer.token_to_id(name) for name in (EOS_TOKEN, PAD_TOKEN)}
+    missing = sorted(name for name, value in ids.items() if value is None)
+    if missing:
+        raise ValueError(f"tokenizer has no {missing}; rebuild it with `dvc repro tokenizer`")
+    return SpecialIds(eos=ids[EOS_TOKEN], pad=ids[PAD_TOKEN])
+
+
+def to_hf_config(config: ModelConfig, ids: SpecialIds) -> Starcoder2Config:
+    """The transformers config describing the same network (no dropout, full attention)."""
+    return Starcoder2Config(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=config.num_key_value_heads,
+        hidden_act=HIDDEN_ACT,
+        max_position_embeddings=config.max_position_embeddings,
+        initializer_range=config.initializer_range,
+        norm_epsilon=config.norm_epsilon,
+        rope_parameters={"rope_type": "default", "rope_theta": float(config.rope_theta)},
+        sliding_window=None,
+        attention_dropout=0.0,
+        residual_dropout=0.0,
+        embedding_dropout=0.0,
+        use_bias=config.use_bias,
+        tie_word_embeddings=config.tie_word_embeddings,
+        bos_token_id=ids.eos,
+        eos_token_id=ids.eos,
+        pad_token_id=ids.pad,
+    )
+
+
+def to_hf_model(model: StarCoder2, ids: SpecialIds) -> Starcoder2ForCausalLM:
+    """A Starcoder2ForCausalLM carrying `model`'s weights (the state dict keys are identical)."""
+    hf_model = Starcoder2ForCausalLM(to_hf_config(model.config, ids))
+    hf_model.load_state_dict(model.state_dict(), strict=True)
+    return hf_model.eval()
+
+
+def to_hf_tokenizer(tokenizer_file: Path, ids: SpecialIds, max_length: int) -> PreTrainedTokenizerFast:
+    """The transformers tokenizer over our tokenizer.json, with its special tokens named."""
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    eos = tokenizer.id_to_token(ids.eos)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=eos,
+        eos_token=eos,
+        unk_token=eos,
+        pad_token=tokenizer.id_to_token(ids.pad),
+        model_max_length=max_length,
+    )
+
+
+def save_hf(model: StarCoder2, tokenizer_file: Path, directory: Path) -> None:
+    """Write a directory that AutoModelForCausalLM and AutoTokenizer load."""
+    ids = special_ids(Tokenizer.from_file(str(tokenizer_file)))
+    to_hf_model(model, ids).save_pretrained(directory)
+    to_hf_tokenizer(tokenizer_file, ids, model.config.max_position_embeddings).save_pretrained(directory)

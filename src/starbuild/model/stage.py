@@ -1,0 +1,35 @@
+"""Stage `export`: the training checkpoint + tokenizer -> a transformers model directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from starbuild import layout
+from starbuild.model.checkpoint import load_checkpoint
+from starbuild.model.hf import save_hf
+from starbuild.shards.io import atomic_output
+from starbuild.stage import StageContext, StageError
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def run_export(ctx: StageContext) -> None:
+    """Write models/hf (Starcoder2ForCausalLM + tokenizer) from models/checkpoints."""
+    checkpoint_dir = ctx.input(layout.CHECKPOINTS)
+    tokenizer_file = ctx.input(layout.TOKENIZER) / TOKENIZER_FILE
+    if not tokenizer_file.is_file():
+        raise StageError(f"{layout.TOKENIZER / TOKENIZER_FILE} is missing; run `dvc repro tokenizer`")
+    try:
+        model = load_checkpoint(checkpoint_dir)
+    except (OSError, ValueError) as err:
+        raise StageError(f"cannot read {layout.CHECKPOINTS}: {err}; rerun `dvc repro train`") from err
+    log.info("read %s (%d parameters) and %s", checkpoint_dir, model.num_parameters(), tokenizer_file)
+    with atomic_output(ctx.output(layout.HF_MODEL)) as tmp:
+        try:
+            save_hf(model, tokenizer_file, tmp)
+        except ValueError as err:
+            raise StageError(str(err)) from err
+    log.info("wrote %s: %s", ctx.output(layout.HF_MODEL), sorted(os.listdir(ctx.output(layout.HF_MODEL))))

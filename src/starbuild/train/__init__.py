@@ -1,0 +1,1 @@
+"""Training: the token DataModule, the LightningModule, loss curves and the `train` stage."""

@@ -1,0 +1,58 @@
+"""Loss curves for DVC plots: a Callback that collects them and a CSV writer (`step,loss`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from starbuild.shards.io import atomic_file
+
+Curve = list[tuple[int, float]]
+
+
+class LossCurves(L.Callback):
+    """Collects the train loss every `every` steps and the val loss after each validation.
+
+    A train row holds the mean loss of the batches since the previous row; step 1 gets its own
+    row so the curve starts at the untrained loss.
+    """
+
+    def __init__(self, every: int) -> None:
+        if every < 1:
+            raise ValueError(f"train.log_every_steps must be ≥ 1, got {every}")
+        self.every = every
+        self.train: Curve = []
+        self.val: Curve = []
+        self._window_sum = 0.0
+        self._window_count = 0
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: object, batch: object,
+        batch_idx: int,
+    ) -> None:
+        """Add this batch's loss to the window; close the window on a logged step."""
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if not isinstance(loss, torch.Tensor):
+            return
+        self._window_sum += float(loss.detach().float().item())
+        self._window_count += 1
+        step = trainer.global_step
+        if step == 1 or step % self.every == 0 or step == trainer.max_steps:
+            self.train.append((step, self._window_sum / self._window_count))
+            self._window_sum, self._window_count = 0.0, 0
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Record val/loss at the current step (not during the sanity check)."""
+        value = trainer.callback_metrics.get("val/loss")
+        if trainer.sanity_checking or value is None:
+            return
+        self.val.append((trainer.global_step, float(value)))
+
+
+def write_curve(path: Path, curve: Curve) -> None:
+    """Write `step,loss` rows atomically, the loss with 6 decimals for stable bytes."""
+    lines = ["step,loss"] + [f"{step},{loss:.6f}" for step, loss in curve]
+    with atomic_file(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,89 @@
+"""Batches of packed token sequences from data/tokens, in an order fixed by the seed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from starbuild.tokenizer.pack import open_tokens, read_meta
+
+
+class TokenSequences(Dataset):
+    """Rows of a memory-mapped (n_sequences, seq_length) token array, as int64 tensors."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.rows[index], dtype=np.int64))
+
+
+class SeededEpochSampler(Sampler[int]):
+    """`num_samples` indices: shuffled passes over the data, pass e shuffled by rng([seed, e]).
+
+    The order depends only on (seed, n, num_samples), never on global RNG state, so a rerun or
+    a resumed run sees the same sequences at the same step.
+    """
+
+    def __init__(self, n: int, num_samples: int, seed: int) -> None:
+        self.n = n
+        self.num_samples = num_samples
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        produced = 0
+        epoch = 0
+        while produced < self.num_samples:
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            for index in order[: self.num_samples - produced]:
+                yield int(index)
+            produced += min(self.n, self.num_samples - produced)
+            epoch += 1
+
+
+class TokenDataModule(L.LightningDataModule):
+    """Train batches sampled by SeededEpochSampler; validation on the first val sequences in order."""
+
+    def __init__(self, tokens_dir: Path, batch_size: int, max_steps: int, seed: int) -> None:
+        super().__init__()
+        self.tokens_dir = Path(tokens_dir)
+        self.batch_size = batch_size
+        self.max_steps = max_steps
+        self.seed = seed
+        self.meta = read_meta(self.tokens_dir)
+
+    def split_size(self, split: str) -> int:
+        """Number of sequences in `split` according to meta.json."""
+        return int(self.meta[f"{split}_sequences"])
+
+    def check_files(self) -> None:
+        """Open every non-empty split once, so a truncated file fails before training starts."""
+        for split in ("train", "val"):
+            self._dataset(split)
+
+    def _dataset(self, split: str) -> TokenSequences:
+        # np.memmap cannot map an empty file, and an empty split has nothing to read anyway.
+        if self.split_size(split) == 0:
+            return TokenSequences(np.empty((0, int(self.meta["seq_length"])), dtype=np.int64))
+        return TokenSequences(open_tokens(self.tokens_dir, split))
+
+    def train_dataloader(self) -> DataLoader:
+        """One pass of max_steps batches: the Trainer stops at max_steps."""
+        dataset = self._dataset("train")
+        sampler = SeededEpochSampler(len(dataset), self.max_steps * self.batch_size, self.seed)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Val sequences in file order; the Trainer's limit_val_batches bounds how many."""
+        return DataLoader(self._dataset("val"), batch_size=self.batch_size, shuffle=False)

@@ -1,0 +1,138 @@
+"""Stage `train`: a seeded, deterministic Lightning run on data/tokens -> models/checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from starbuild import layout
+from starbuild.model.checkpoint import save_checkpoint
+from starbuild.model.starcoder2 import ModelConfig
+from starbuild.shards.io import atomic_output
+from starbuild.stage import StageContext, StageError
+from starbuild.train.curves import LossCurves, write_curve
+from starbuild.train.data import TokenDataModule
+from starbuild.train.module import CausalLM, OptimConfig
+
+log = logging.getLogger(__name__)
+
+TRAIN_CURVE = layout.PLOTS / "train_loss.csv"
+VAL_CURVE = layout.PLOTS / "val_loss.csv"
+
+
+def model_config(cfg: DictConfig) -> ModelConfig:
+    """The ModelConfig of the `model` section; a bad shape fails as a StageError."""
+    try:
+        return ModelConfig.from_mapping(OmegaConf.to_container(cfg.model, resolve=True))
+    except (TypeError, ValueError) as err:
+        raise StageError(f"bad model config: {err}; fix conf/model/") from err
+
+
+def optim_config(cfg: DictConfig) -> OptimConfig:
+    """The optimizer and schedule settings of the `train` section."""
+    beta1, beta2 = cfg.train.betas
+    return OptimConfig(
+        lr=float(cfg.train.lr),
+        min_lr=float(cfg.train.min_lr),
+        warmup_steps=int(cfg.train.warmup_steps),
+        max_steps=int(cfg.train.max_steps),
+        weight_decay=float(cfg.train.weight_decay),
+        betas=(float(beta1), float(beta2)),
+    )
+
+
+def check_tokens_fit(meta: dict[str, Any], config: ModelConfig) -> None:
+    """Fail when the packed sequences or the tokenizer's ids do not fit the model."""
+    if int(meta["seq_length"]) > config.max_position_embeddings:
+        raise StageError(
+            f"packed sequences hold {meta['seq_length']} tokens but model.max_position_embeddings is "
+            f"{config.max_position_embeddings}; lower tokenizer.pack.seq_length or raise "
+            "model.max_position_embeddings"
+        )
+    if int(meta["vocab_size"]) > config.vocab_size:
+        raise StageError(
+            f"the tokenizer has {meta['vocab_size']} tokens but model.vocab_size is {config.vocab_size}; "
+            "set model.vocab_size to at least the tokenizer's size"
+        )
+    if int(meta["train_sequences"]) == 0:
+        raise StageError("data/tokens holds no train sequences; add data or lower tokenizer.pack.seq_length")
+
+
+def build_trainer(cfg: DictConfig, curves: LossCurves, val_batches: int) -> L.Trainer:
+    """A Trainer that writes nothing to disk by itself (no logger, no Lightning checkpoints)."""
+    max_steps = int(cfg.train.max_steps)
+    return L.Trainer(
+        accelerator=cfg.train.accelerator,
+        devices=cfg.train.devices,
+        precision=cfg.train.precision,
+        max_steps=max_steps,
+        deterministic=True,
+        gradient_clip_val=float(cfg.train.grad_clip),
+        # Lightning rejects an interval longer than the single epoch of max_steps batches.
+        val_check_interval=min(int(cfg.train.val_every_steps), max_steps),
+        limit_val_batches=val_batches,
+        num_sanity_val_steps=0,
+        log_every_n_steps=int(cfg.train.log_every_steps),
+        enable_checkpointing=False,
+        logger=False,
+        enable_model_summary=False,
+        enable_progress_bar=True,
+        callbacks=[curves],
+    )
+
+
+def run_train(ctx: StageContext) -> None:
+    """Train the model on data/tokens; write the checkpoint, the loss curves and the metrics."""
+    cfg = ctx.cfg
+    tokens_dir = ctx.input(layout.TOKENS)
+    config = model_config(cfg)
+    try:
+        data = TokenDataModule(tokens_dir, int(cfg.train.batch_size), int(cfg.train.max_steps), int(cfg.seed))
+        data.check_files()
+    except (OSError, KeyError, ValueError) as err:
+        raise StageError(f"cannot read {layout.TOKENS} ({err}); rerun `dvc repro tokenize`") from err
+    check_tokens_fit(data.meta, config)
+    val_batches = int(cfg.train.val_batches) if data.split_size("val") else 0
+    if not val_batches:
+        log.warning("data/tokens holds no val sequences (or train.val_batches is 0): no validation")
+    log.info("read %s: %d train / %d val sequences of %d tokens", tokens_dir,
+             data.split_size("train"), data.split_size("val"), data.meta["seq_length"])
+
+    L.seed_everything(int(cfg.seed), workers=True)
+    module = CausalLM(config, optim_config(cfg))
+    curves = LossCurves(int(cfg.train.log_every_steps))
+    trainer = build_trainer(cfg, curves, val_batches)
+    with warnings.catch_warnings():
+        # Workers would only copy rows out of a memory map; the main process does it as fast.
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(module, datamodule=data)
+        if val_batches and (not curves.val or curves.val[-1][0] != trainer.global_step):
+            # So that the final val loss belongs to the final weights whatever the interval.
+            trainer.validate(module, datamodule=data, verbose=False)
+
+    with atomic_output(ctx.output(layout.CHECKPOINTS)) as tmp:
+        save_checkpoint(module.net, tmp)
+    write_curve(ctx.output(TRAIN_CURVE), curves.train)
+    write_curve(ctx.output(VAL_CURVE), curves.val)
+    log.info("wrote %s, %s, %s", ctx.output(layout.CHECKPOINTS), ctx.output(TRAIN_CURVE),
+             ctx.output(VAL_CURVE))
+    ctx.write_metrics(train_metrics(curves, trainer.global_step, data, module))
+
+
+def train_metrics(curves: LossCurves, steps: int, data: TokenDataModule, module: CausalLM) -> dict[str, Any]:
+    """First and final losses, steps, tokens read and parameter count."""
+    def last(curve: list[tuple[int, float]]) -> float | None:
+        return round(curve[-1][1], 6) if curve else None
+
+    return {
+        "train_loss_first": round(curves.train[0][1], 6) if curves.train else None,
+        "train_loss_final": last(curves.train),
+        "val_loss_final": last(curves.val),
+        "steps": steps,
+        "tokens_seen": steps * data.batch_size * int(data.meta["seq_length"]),
+        "parameters": module.net.num_parameters(),
+    }

@@ -1,0 +1,151 @@
+"""The whole DAG under DVC on the smoke preset, in fresh copies of the project.
+
+One module-scoped build is shared by the checks: determinism against a second `dvc repro -f`,
+a no-op second repro, params isolation under `dvc exp run -S`, a Hydra multirun by hand and a
+queued DVC sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from starbuild.config.compose import compose, render
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+SMOKE = "experiment=smoke"
+# Built or recorded by a run of the DAG: never copied into a fresh project.
+GENERATED = ("data/", "models/", "metrics/", "plots/", "reports/", "outputs/", "multirun/", "dvc.lock")
+STAGES = ["pull", "filter", "dedup", "clean", "format", "tokenizer", "tokenize", "train", "export", "eval",
+          "report"]
+
+
+def environment(project: Path) -> dict[str, str]:
+    venv_bin = Path(sys.executable).parent
+    return {
+        **os.environ,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(project / "src"),
+        "GIT_AUTHOR_NAME": "starbuild-test", "GIT_AUTHOR_EMAIL": "test@example.org",
+        "GIT_COMMITTER_NAME": "starbuild-test", "GIT_COMMITTER_EMAIL": "test@example.org",
+    }
+
+
+def sh(project: Path, *cmd: str, timeout: int = 600) -> str:
+    """Run a command in the project; fail the test with its output if it fails."""
+    result = subprocess.run(cmd, cwd=project, env=environment(project), capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def fresh_project(dest: Path) -> Path:
+    """A new git repository holding the project's sources, with params composed for the smoke run."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    for rel in listed:
+        source = REPO_ROOT / rel
+        if rel.startswith(GENERATED) or not source.is_file():
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    (dest / "params.yaml").write_text(render(compose([SMOKE], conf_dir=dest / "conf")), encoding="utf-8")
+    sh(dest, "git", "init", "-q")
+    sh(dest, "git", "add", "-A")
+    sh(dest, "git", "commit", "-qm", "smoke project")
+    return dest
+
+
+def lock_md5s(project: Path) -> dict[str, str]:
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project whose whole DAG ran once with `dvc repro`."""
+    project = fresh_project(tmp_path_factory.mktemp("clone_a"))
+    sh(project, "dvc", "repro")
+    return project
+
+
+def test_repro_builds_every_stage_and_ends_clean(built: Path) -> None:
+    dag = sh(built, "dvc", "dag")
+    assert all(stage in dag for stage in STAGES)
+    assert "up to date" in sh(built, "dvc", "status").lower()
+    evaluation = json.loads((built / "metrics/eval.json").read_text())
+    assert math.isfinite(evaluation["val_loss"]) and evaluation["bits_per_byte"] > 0
+    assert "val_loss" in sh(built, "dvc", "metrics", "show")
+    assert (built / "reports/summary.md").is_file()
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(built / "models/hf")
+    assert model.config.model_type == "starcoder2"
+
+
+def test_second_repro_does_nothing(built: Path) -> None:
+    output = sh(built, "dvc", "repro")
+    assert "Data and pipelines are up to date." in output
+    assert "Running stage" not in output
+
+
+def test_forced_repro_in_another_clone_gives_identical_outputs(
+    built: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    other = fresh_project(tmp_path_factory.mktemp("clone_b"))
+    sh(other, "dvc", "repro", "-f")
+    assert lock_md5s(other) == lock_md5s(built)
+
+
+def test_eval_param_change_reruns_eval_alone(built: Path) -> None:
+    sh(built, "git", "add", "-A")
+    sh(built, "git", "commit", "-qm", "built")
+    output = sh(built, "dvc", "exp", "run", "-S", SMOKE, "-S", "eval.max_tokens=1024")
+    ran = {stage for stage in STAGES if f"Running stage '{stage}'" in output}
+    assert ran == {"eval", "report"}, output
+    assert json.loads((built / "metrics/eval.json").read_text())["tokens"] <= 1024
+
+
+def test_hydra_multirun_writes_job_directories_not_dvc_outs(built: Path) -> None:
+    before = lock_md5s(built)
+    sh(built, "python", "stages/train.py", "-m", SMOKE, "train.lr=1e-3,3e-3", "hydra.sweep.dir=sweep")
+    weights = [built / "sweep" / job / "models/checkpoints/model.safetensors" for job in ("0", "1")]
+    assert all(w.is_file() for w in weights)
+    assert weights[0].read_bytes() != weights[1].read_bytes()
+    assert "up to date" in sh(built, "dvc", "status").lower()
+    assert lock_md5s(built) == before
+
+
+def experiment_params(node: object) -> list[dict]:
+    """The params.yaml values of every experiment in `dvc exp show --json` output."""
+    found = []
+    if isinstance(node, dict):
+        for exp in node.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                found.append(rev["data"]["params"]["params.yaml"]["data"])
+        for value in node.values():
+            if isinstance(value, list):
+                found.extend(p for item in value if isinstance(item, dict) for p in experiment_params(item))
+    elif isinstance(node, list):
+        found.extend(p for item in node for p in experiment_params(item))
+    return found
+
+
+def test_queued_sweep_runs_all_points(built: Path) -> None:
+    sh(built, "dvc", "exp", "run", "--queue", "-S", SMOKE, "-S", "eval.batch_size=2,4")
+    sh(built, "dvc", "exp", "run", "--run-all", "-j", "1")
+    shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=built, env=environment(built),
+                           capture_output=True, text=True, check=True).stdout
+    batch_sizes = {params["eval"]["batch_size"] for params in experiment_params(json.loads(shown))}
+    assert {2, 4} <= batch_sizes

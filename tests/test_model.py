@@ -1,0 +1,117 @@
+"""The StarCoder2 network against transformers' Starcoder2ForCausalLM, and its checkpoint files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import Starcoder2ForCausalLM
+
+from starbuild.model.checkpoint import load_checkpoint, save_checkpoint
+from starbuild.model.hf import SpecialIds, to_hf_config
+from starbuild.model.starcoder2 import ModelConfig, StarCoder2
+
+IDS = SpecialIds(eos=0, pad=4)
+
+
+def tiny_config(**overrides: object) -> ModelConfig:
+    """A small GQA config: 4 query heads sharing 2 key/value heads."""
+    values = dict(vocab_size=97, hidden_size=32, intermediate_size=80, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                  rope_theta=10000.0)
+    values.update(overrides)
+    return ModelConfig(**values)
+
+
+def randomized(model: StarCoder2, seed: int) -> StarCoder2:
+    """Give every parameter (biases and norms too) non-trivial values so each one matters."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.2 + (param == 1) * 1.0)
+    return model.eval()
+
+
+def hf_twin(model: StarCoder2) -> Starcoder2ForCausalLM:
+    """transformers' model built from its own config and loaded with `model`'s weights."""
+    hf_model = Starcoder2ForCausalLM(to_hf_config(model.config, IDS))
+    hf_model.load_state_dict(model.state_dict(), strict=True)
+    return hf_model.eval()
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_logits_match_transformers(tied: bool) -> None:
+    torch.manual_seed(0)
+    model = randomized(StarCoder2(tiny_config(tie_word_embeddings=tied)), seed=1)
+    hf_model = hf_twin(model)
+    input_ids = torch.randint(0, 97, (3, 40), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ours = model(input_ids)
+        theirs = hf_model(input_ids=input_ids).logits
+    assert ours.shape == (3, 40, 97)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_logits_match_transformers_eager_attention() -> None:
+    """The eager path (explicit repeat_kv + mask) agrees too, not only SDPA against SDPA."""
+    model = randomized(StarCoder2(tiny_config()), seed=3)
+    hf_model = hf_twin(model)
+    hf_model.set_attn_implementation("eager")
+    input_ids = torch.randint(0, 97, (2, 33), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids), hf_model(input_ids=input_ids).logits,
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_state_dict_keys_match_transformers() -> None:
+    model = StarCoder2(tiny_config())
+    assert set(model.state_dict()) == set(hf_twin(model).state_dict())
+
+
+def test_attention_is_causal() -> None:
+    model = randomized(StarCoder2(tiny_config()), seed=5)
+    input_ids = torch.randint(0, 97, (1, 20), generator=torch.Generator().manual_seed(6))
+    changed = input_ids.clone()
+    changed[0, 10:] = (changed[0, 10:] + 1) % 97
+    with torch.no_grad():
+        before, after = model(input_ids), model(changed)
+    torch.testing.assert_close(before[:, :10], after[:, :10])
+    assert not torch.allclose(before[:, 10:], after[:, 10:])
+
+
+def test_tied_head_shares_the_embedding() -> None:
+    model = StarCoder2(tiny_config())
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    untied = StarCoder2(tiny_config(tie_word_embeddings=False))
+    assert untied.num_parameters() == model.num_parameters() + 97 * 32
+
+
+def test_config_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="num_key_value_heads"):
+        tiny_config(num_key_value_heads=3)
+    with pytest.raises(ValueError, match="multiple of model.num_attention_heads"):
+        tiny_config(hidden_size=30)
+    with pytest.raises(ValueError, match="unknown model keys"):
+        ModelConfig.from_mapping({**tiny_config().to_dict(), "n_embd": 3})
+    assert ModelConfig.from_mapping({**tiny_config().to_dict(), "name": "tiny"}) == tiny_config()
+
+
+def test_too_long_input_fails() -> None:
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        StarCoder2(tiny_config())(torch.zeros(1, 65, dtype=torch.long))
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_checkpoint_round_trip_is_exact_and_deterministic(tmp_path: Path, tied: bool) -> None:
+    model = randomized(StarCoder2(tiny_config(tie_word_embeddings=tied)), seed=7)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        save_checkpoint(model, tmp_path / name)
+    for file in ("model.safetensors", "config.json"):
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
+    loaded = load_checkpoint(tmp_path / "a")
+    assert loaded.config == model.config
+    assert (loaded.lm_head.weight is loaded.model.embed_tokens.weight) == tied
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

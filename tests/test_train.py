@@ -1,0 +1,156 @@
+"""The train stage on synthetic tokens: determinism, a falling loss, its outputs and its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import DictConfig, OmegaConf
+
+from starbuild import layout
+from starbuild.model.checkpoint import load_checkpoint
+from starbuild.model.starcoder2 import ModelConfig
+from starbuild.stage import StageContext, StageError
+from starbuild.train.data import SeededEpochSampler
+from starbuild.train.module import OptimConfig, lr_at
+from starbuild.train.stage import run_train
+
+OUTPUTS = [
+    layout.CHECKPOINTS / "model.safetensors",
+    layout.CHECKPOINTS / "config.json",
+    layout.PLOTS / "train_loss.csv",
+    layout.PLOTS / "val_loss.csv",
+    layout.metrics_file("train"),
+]
+
+
+def write_tokens(root: Path, seq_length: int, vocab_size: int = 300, train: int = 64, val: int = 16,
+                 **meta_overrides: object) -> None:
+    """data/tokens as the tokenize stage lays it out, holding learnable sequences.
+
+    Each row counts up from a random start with step 1 or 2 through 31 ids (mod 31), so the
+    next token is predictable and a few steps already lower the loss.
+    """
+    rng = np.random.default_rng(0)
+    directory = root / layout.TOKENS
+    directory.mkdir(parents=True)
+    for split, n in (("train", train), ("val", val)):
+        start = rng.integers(0, 31, size=(n, 1))
+        step = rng.integers(1, 3, size=(n, 1))
+        rows = ((start + step * np.arange(seq_length)) % 31 + 9).astype("<u2")
+        (directory / f"{split}.bin").write_bytes(rows.tobytes())
+    meta = {"dtype": "uint16", "seq_length": seq_length, "vocab_size": vocab_size,
+            "train_sequences": train, "val_sequences": val, **meta_overrides}
+    (directory / "meta.json").write_text(json.dumps(meta, sort_keys=True), encoding="utf-8")
+
+
+def context(root: Path, cfg: DictConfig) -> StageContext:
+    return StageContext(name="train", cfg=cfg, root=root, out_root=root)
+
+
+def read_curve(path: Path) -> list[tuple[int, float]]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "step,loss"
+    return [(int(step), float(loss)) for step, loss in (line.split(",") for line in lines[1:])]
+
+
+def test_train_is_deterministic_and_the_loss_falls(tmp_path: Path, smoke_cfg: DictConfig) -> None:
+    seq_length = smoke_cfg.tokenizer.pack.seq_length
+    for name in ("a", "b"):
+        write_tokens(tmp_path / name, seq_length)
+        run_train(context(tmp_path / name, smoke_cfg))
+
+    for rel in OUTPUTS:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob(".tmp-*"))
+
+    max_steps = smoke_cfg.train.max_steps
+    train_curve = read_curve(tmp_path / "a" / layout.PLOTS / "train_loss.csv")
+    assert [s for s, _ in train_curve] == [1, *range(smoke_cfg.train.log_every_steps, max_steps + 1,
+                                                     smoke_cfg.train.log_every_steps)]
+    assert train_curve[-1][1] < train_curve[0][1] - 0.5
+    val_curve = read_curve(tmp_path / "a" / layout.PLOTS / "val_loss.csv")
+    assert [s for s, _ in val_curve] == list(range(smoke_cfg.train.val_every_steps, max_steps + 1,
+                                                  smoke_cfg.train.val_every_steps))
+    assert val_curve[-1][1] < val_curve[0][1]
+
+    metrics = json.loads((tmp_path / "a" / layout.metrics_file("train")).read_text(encoding="utf-8"))
+    model = load_checkpoint(tmp_path / "a" / layout.CHECKPOINTS)
+    assert metrics == {
+        "train_loss_first": train_curve[0][1],
+        "train_loss_final": train_curve[-1][1],
+        "val_loss_final": val_curve[-1][1],
+        "steps": max_steps,
+        "tokens_seen": max_steps * smoke_cfg.train.batch_size * seq_length,
+        "parameters": model.num_parameters(),
+    }
+    assert model.config == ModelConfig.from_mapping(OmegaConf.to_container(smoke_cfg.model))
+
+
+def test_final_val_loss_is_at_the_last_step(tmp_path: Path, smoke_cfg: DictConfig) -> None:
+    cfg = OmegaConf.merge(smoke_cfg, {"train": {"max_steps": 7, "val_every_steps": 5}})
+    write_tokens(tmp_path, smoke_cfg.tokenizer.pack.seq_length)
+    run_train(context(tmp_path, cfg))
+    assert [s for s, _ in read_curve(tmp_path / layout.PLOTS / "val_loss.csv")] == [5, 7]
+    assert [s for s, _ in read_curve(tmp_path / layout.PLOTS / "train_loss.csv")] == [1, 5, 7]
+
+
+def test_empty_val_split_trains_without_validation(tmp_path: Path, smoke_cfg: DictConfig) -> None:
+    cfg = OmegaConf.merge(smoke_cfg, {"train": {"max_steps": 3}})
+    write_tokens(tmp_path, smoke_cfg.tokenizer.pack.seq_length, val=0)
+    run_train(context(tmp_path, cfg))
+    assert read_curve(tmp_path / layout.PLOTS / "val_loss.csv") == []
+    metrics = json.loads((tmp_path / layout.metrics_file("train")).read_text(encoding="utf-8"))
+    assert metrics["val_loss_final"] is None and metrics["steps"] == 3
+
+
+def test_sequences_longer_than_the_model_fail(tmp_path: Path, smoke_cfg: DictConfig) -> None:
+    write_tokens(tmp_path, smoke_cfg.model.max_position_embeddings + 1)
+    with pytest.raises(StageError, match="max_position_embeddings"):
+        run_train(context(tmp_path, smoke_cfg))
+    assert not (tmp_path / layout.CHECKPOINTS).exists()
+
+
+def test_tokenizer_larger_than_the_model_fails(tmp_path: Path, smoke_cfg: DictConfig) -> None:
+    write_tokens(tmp_path, smoke_cfg.tokenizer.pack.seq_length, vocab_size=smoke_cfg.model.vocab_size + 1)
+    with pytest.raises(StageError, match="model.vocab_size"):
+        run_train(context(tmp_path, smoke_cfg))
+
+
+def test_missing_tokens_name_the_stage_to_run(tmp_path: Path, smoke_cfg: DictConfig) -> None:
+    with pytest.raises(StageError, match="dvc repro tokenize"):
+        run_train(context(tmp_path, smoke_cfg))
+
+
+def test_truncated_tokens_fail_clearly(tmp_path: Path, smoke_cfg: DictConfig) -> None:
+    write_tokens(tmp_path, smoke_cfg.tokenizer.pack.seq_length)
+    train_bin = tmp_path / layout.TOKENS / "train.bin"
+    train_bin.write_bytes(train_bin.read_bytes()[:-2])
+    with pytest.raises(StageError, match="dvc repro tokenize"):
+        run_train(context(tmp_path, smoke_cfg))
+
+
+def test_bad_model_shape_fails_clearly(tmp_path: Path, smoke_cfg: DictConfig) -> None:
+    write_tokens(tmp_path, smoke_cfg.tokenizer.pack.seq_length)
+    cfg = OmegaConf.merge(smoke_cfg, {"model": {"num_key_value_heads": 3}})
+    with pytest.raises(StageError, match="conf/model"):
+        run_train(context(tmp_path, cfg))
+
+
+def test_sampler_covers_each_sequence_once_per_pass() -> None:
+    order = list(SeededEpochSampler(n=10, num_samples=25, seed=3))
+    assert len(order) == 25
+    assert sorted(order[:10]) == list(range(10)) and sorted(order[10:20]) == list(range(10))
+    assert order[:10] != order[10:20]
+    assert order == list(SeededEpochSampler(n=10, num_samples=25, seed=3))
+    assert order != list(SeededEpochSampler(n=10, num_samples=25, seed=4))
+
+
+def test_lr_warms_up_then_decays_to_min_lr() -> None:
+    cfg = OptimConfig(lr=1.0, min_lr=0.1, warmup_steps=4, max_steps=20, weight_decay=0.1, betas=(0.9, 0.95))
+    rates = [lr_at(step, cfg) for step in range(21)]
+    assert rates[:5] == sorted(rates[:5]) and rates[4] == pytest.approx(1.0)
+    assert rates[4:] == sorted(rates[4:], reverse=True)
+    assert rates[20] == pytest.approx(0.1)
