@@ -25,7 +25,8 @@ params: $(INSTALLED)
 repro: params
 	$(BIN)/dvc repro
 	$(BIN)/dvc status
-	$(BIN)/dvc metrics show
+	$(BIN)/dvc metrics show metrics/train.json metrics/eval.json
+	@echo "Every stage's counts: reports/summary.md (or \`dvc metrics show\` for all metrics files)."
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check src stages tests bench
