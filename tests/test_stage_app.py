@@ -71,3 +71,13 @@ def test_hand_run_multirun_writes_into_job_directories(project: Path) -> None:
     assert (project / "sweep" / "0" / "reports" / "summary.md").is_file()
     assert (project / "sweep" / "1" / "reports" / "summary.md").is_file()
     assert not (project / "reports").exists()
+
+
+def test_empty_input_table_names_the_stage_to_rerun(make_context) -> None:
+    from starbuild import schemas
+    from starbuild.stage import StageError
+
+    ctx = make_context("filter")
+    (ctx.root / layout.RAW).mkdir(parents=True)
+    with pytest.raises(StageError, match=r"data/raw has no shards; run `dvc repro pull` first"):
+        ctx.input_shards(layout.RAW, schemas.RAW)

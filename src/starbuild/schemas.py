@@ -23,7 +23,7 @@ RAW = pa.schema(
         ("revision_id", pa.string()),  # commit for git origins, null for plain directories
         ("revision_date", pa.timestamp("us", tz="UTC")),
         ("language", pa.string()),
-        ("license_type", pa.string()),  # permissive | copyleft | no_license
+        ("license_type", pa.string()),  # permissive | copyleft | unknown | no_license
         ("detected_licenses", pa.list_(pa.string())),
         ("src_encoding", pa.string()),
         ("length_bytes", pa.int64()),

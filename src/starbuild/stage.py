@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from omegaconf import DictConfig
 
 from starbuild import layout
 from starbuild.config.compose import ConfigError, check_group_overrides, find_repo_root
-from starbuild.schemas import SchemaMismatch
-from starbuild.shards.io import atomic_file
+from starbuild.schemas import SchemaMismatch, validate
+from starbuild.shards.io import atomic_file, list_shards
 
 PARAMS_MODE_FLAG = "--config-name=params"
 # What keeps Hydra from writing outputs/<date>/ or logs when DVC runs the stage.
@@ -43,6 +44,11 @@ class StageError(RuntimeError):
     """A stage cannot run (missing input, bad configuration); the message names the fix."""
 
 
+def _command_making(rel: Path) -> str:
+    producer = layout.PRODUCER.get(Path(rel))
+    return f"`dvc repro {producer}`" if producer else "`dvc repro`"
+
+
 @dataclass(frozen=True)
 class StageContext:
     """What a stage's logic needs: its config and where to read and write."""
@@ -56,10 +62,17 @@ class StageContext:
         """An input path under the repository; fail clearly if the producing stage has not run."""
         path = self.root / rel
         if not path.exists():
-            producer = layout.PRODUCER.get(Path(rel))
-            how = f"`dvc repro {producer}`" if producer else "`dvc repro`"
-            raise StageError(f"{rel} does not exist; run {how} first (or `make repro`)")
+            raise StageError(f"{rel} does not exist; run {_command_making(rel)} first (or `make repro`)")
         return path
+
+    def input_shards(self, rel: Path, schema: pa.Schema) -> list[Path]:
+        """The shards of an input table, each validated against `schema`; fail clearly if there are none."""
+        shards = list_shards(self.input(rel))
+        if not shards:
+            raise StageError(f"{rel} has no shards; run {_command_making(rel)} first")
+        for shard in shards:
+            validate(shard, schema)
+        return shards
 
     def output(self, rel: Path) -> Path:
         """Where this run writes `rel`."""

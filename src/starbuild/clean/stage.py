@@ -10,7 +10,7 @@ import pyarrow as pa
 from starbuild import layout, schemas
 from starbuild.clean.pii import redact_emails
 from starbuild.shards.executor import map_shards
-from starbuild.shards.io import atomic_output, list_shards, read_shard, write_shard
+from starbuild.shards.io import atomic_output, read_shard, write_shard
 from starbuild.stage import StageContext, StageError
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,7 @@ def run_clean(ctx: StageContext) -> None:
     placeholder = ctx.cfg.clean.email_placeholder
     if not isinstance(placeholder, str):
         raise StageError('clean.email_placeholder must be a string, e.g. "<EMAIL>" (conf/clean/)')
-    shards = list_shards(ctx.input(layout.DEDUP))
-    if not shards:
-        raise StageError(f"{layout.DEDUP} has no shards; run `dvc repro dedup` first")
-    for shard in shards:
-        schemas.validate(shard, schemas.DEDUP)
+    shards = ctx.input_shards(layout.DEDUP, schemas.DEDUP)
     log.info("redacting emails in %d shards from %s", len(shards), layout.DEDUP)
     with atomic_output(ctx.output(layout.CLEAN)) as tmp:
         tasks = [(str(shard), str(tmp / shard.name), placeholder) for shard in shards]

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from starbuild import layout, schemas
 from starbuild.dedup.exact import clusters, counts, decide, kept_rows
-from starbuild.shards.io import atomic_output, list_shards, read_shard, shard_name, write_shard
+from starbuild.shards.io import atomic_output, read_shard, shard_name, write_shard
 from starbuild.stage import StageContext, StageError
 
 log = logging.getLogger(__name__)
@@ -25,11 +25,7 @@ def run_dedup(ctx: StageContext) -> None:
     method = ctx.cfg.dedup.method
     if method not in METHODS:
         raise StageError(f"dedup.method '{method}' is unknown; use one of {', '.join(METHODS)} (conf/dedup/)")
-    shards = list_shards(ctx.input(layout.FILTERED))
-    if not shards:
-        raise StageError(f"{layout.FILTERED} has no shards; run `dvc repro filter` first")
-    for shard in shards:
-        schemas.validate(shard, schemas.FILTERED)
+    shards = ctx.input_shards(layout.FILTERED, schemas.FILTERED)
     log.info("deduplicating %d shards from %s", len(shards), layout.FILTERED)
 
     # An in-memory database would spill to ./.tmp; keep spill files out of the repository.

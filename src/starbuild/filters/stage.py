@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from starbuild import layout, schemas
 from starbuild.filters.stack_v2 import REASONS, Thresholds, drop_reasons
 from starbuild.shards.executor import map_shards
-from starbuild.shards.io import atomic_output, list_shards, read_shard, write_shard
+from starbuild.shards.io import atomic_output, read_shard, write_shard
 from starbuild.stage import StageContext, StageError
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,7 @@ def run_filter(ctx: StageContext) -> None:
         thresholds = Thresholds.from_cfg(OmegaConf.to_container(ctx.cfg.filter))
     except ValueError as err:
         raise StageError(f"{err}; fix conf/filter/") from err
-    shards = list_shards(ctx.input(layout.RAW))
-    if not shards:
-        raise StageError(f"{layout.RAW} has no shards; run `dvc repro pull` first")
-    for shard in shards:
-        schemas.validate(shard, schemas.RAW)
+    shards = ctx.input_shards(layout.RAW, schemas.RAW)
     log.info("filtering %d shards from %s", len(shards), layout.RAW)
     with atomic_output(ctx.output(layout.FILTERED)) as tmp:
         tasks = [(str(shard), str(tmp / shard.name), thresholds) for shard in shards]

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from starbuild import layout, schemas
 from starbuild.format.repo_docs import render_document, repo_rng, val_repos
-from starbuild.shards.io import atomic_output, list_shards, read_shard, shard_name, write_shard
+from starbuild.shards.io import atomic_output, read_shard, shard_name, write_shard
 from starbuild.stage import StageContext, StageError
 
 log = logging.getLogger(__name__)
@@ -135,9 +135,7 @@ class SplitWriter:
 def run_format(ctx: StageContext) -> None:
     """Write data/docs/{train,val}/: one document per repository of data/clean/."""
     params = FormatParams.from_cfg(ctx.cfg)
-    shards = list_shards(ctx.input(layout.CLEAN))
-    for shard in shards:
-        schemas.validate(shard, schemas.CLEAN)
+    shards = ctx.input_shards(layout.CLEAN, schemas.CLEAN)
     names, missing = repo_order(shards)
     if not names:
         raise StageError(f"{layout.CLEAN} holds no files; check the sources and filters upstream")
