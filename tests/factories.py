@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from starbuild import schemas
+from starbuild.shards.io import shard_name, write_shard
 
 
 def raw_row(repo_name: str, path: str, content: str, **overrides: Any) -> dict[str, Any]:
@@ -36,6 +37,24 @@ def raw_row(repo_name: str, path: str, content: str, **overrides: Any) -> dict[s
     }
     row.update(overrides)
     return row
+
+
+def write_table(table_dir: Path, shards: list[list[dict[str, Any]]], schema: pa.Schema = schemas.RAW) -> Path:
+    """Write each list of rows as one shard `part-NNNNN.parquet` of the table `table_dir`."""
+    table_dir.mkdir(parents=True, exist_ok=True)
+    for index, rows in enumerate(shards):
+        write_shard(raw_table(rows, schema), table_dir / shard_name(index))
+    return table_dir
+
+
+def file_bytes(root: Path, *paths: Path) -> dict[str, bytes]:
+    """The bytes of every file at or under `paths` (relative to `root`), for byte-identity checks."""
+    found: dict[str, bytes] = {}
+    for rel in paths:
+        target = root / rel
+        files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+        found.update({str(p.relative_to(root)): p.read_bytes() for p in files})
+    return found
 
 
 def raw_table(rows: list[dict[str, Any]], schema: pa.Schema = schemas.RAW) -> pa.Table:

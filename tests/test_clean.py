@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from factories import raw_row, raw_table
 from omegaconf import OmegaConf
 
 from starbuild import layout
 from starbuild.clean.pii import find_emails, redact_emails
 from starbuild.clean.stage import run_clean
 from starbuild.schemas import CLEAN
-from starbuild.shards.io import list_shards, read_shard, write_shard
+from starbuild.shards.io import list_shards, read_shard
 from starbuild.stage import StageError
+from tests.factories import file_bytes, raw_row, write_table
 
 FOUND = [
     ("# Author: John Doe <john.doe@gmail.com>\n", ["john.doe@gmail.com"]),
@@ -85,16 +84,9 @@ def corpus() -> list[list[dict]]:
     ]
 
 
-def write_dedup(root: Path, shards: list[list[dict]]) -> None:
-    out = root / layout.DEDUP
-    out.mkdir(parents=True)
-    for index, rows in enumerate(shards):
-        write_shard(raw_table(rows), out / f"part-{index:05d}.parquet")
-
-
 def test_stage_redacts_and_keeps_blob_columns(tmp_path, make_context):
     shards = corpus()
-    write_dedup(tmp_path, shards)
+    write_table(tmp_path / layout.DEDUP, shards)
     run_clean(make_context("clean"))
 
     out = list_shards(tmp_path / layout.CLEAN)
@@ -119,12 +111,10 @@ def test_stage_redacts_and_keeps_blob_columns(tmp_path, make_context):
 
 
 def test_deterministic_and_worker_independent(tmp_path, make_context, smoke_cfg):
-    write_dedup(tmp_path, corpus())
+    write_table(tmp_path / layout.DEDUP, corpus())
 
     def snapshot() -> dict[str, bytes]:
-        snap = {p.name: p.read_bytes() for p in list_shards(tmp_path / layout.CLEAN)}
-        snap["metrics"] = (tmp_path / "metrics/clean.json").read_bytes()
-        return snap
+        return file_bytes(tmp_path, layout.CLEAN, layout.metrics_file("clean"))
 
     run_clean(make_context("clean"))
     first = snapshot()
@@ -137,7 +127,7 @@ def test_deterministic_and_worker_independent(tmp_path, make_context, smoke_cfg)
 
 
 def test_custom_placeholder_and_bad_config(tmp_path, make_context, smoke_cfg):
-    write_dedup(tmp_path, corpus())
+    write_table(tmp_path / layout.DEDUP, corpus())
     cfg = OmegaConf.create(OmegaConf.to_container(smoke_cfg))
     cfg.clean.email_placeholder = "[redacted]"
     run_clean(make_context("clean", cfg))

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from factories import raw_row, raw_table
 from omegaconf import OmegaConf
 
 from starbuild import layout
 from starbuild.dedup.stage import run_dedup
 from starbuild.schemas import DEDUP_CLUSTERS, RAW
-from starbuild.shards.io import list_shards, read_shard, write_shard
+from starbuild.shards.io import list_shards, read_shard
 from starbuild.stage import StageError
+from tests.factories import file_bytes, raw_row, write_table
 
 
 def day(year: int, month: int = 1) -> datetime:
@@ -79,16 +78,9 @@ def reference(shards: list[list[dict]]) -> tuple[set[tuple], list[dict]]:
     return kept, cluster_rows
 
 
-def write_filtered(root: Path, shards: list[list[dict]]) -> None:
-    out = root / layout.FILTERED
-    out.mkdir(parents=True)
-    for index, rows in enumerate(shards):
-        write_shard(raw_table(rows), out / f"part-{index:05d}.parquet")
-
-
 def test_keeps_one_row_per_blob_by_priority(tmp_path, make_context):
     shards = corpus()
-    write_filtered(tmp_path, shards)
+    write_table(tmp_path / layout.FILTERED, shards)
     run_dedup(make_context("dedup"))
 
     kept, cluster_rows = reference(shards)
@@ -120,13 +112,10 @@ def test_keeps_one_row_per_blob_by_priority(tmp_path, make_context):
 
 
 def test_deterministic(tmp_path, make_context):
-    write_filtered(tmp_path, corpus())
+    write_table(tmp_path / layout.FILTERED, corpus())
 
     def snapshot() -> dict[str, bytes]:
-        paths = [*list_shards(tmp_path / layout.DEDUP), *list_shards(tmp_path / layout.DEDUP_CLUSTERS)]
-        snap = {str(p.relative_to(tmp_path)): p.read_bytes() for p in paths}
-        snap["metrics"] = (tmp_path / "metrics/dedup.json").read_bytes()
-        return snap
+        return file_bytes(tmp_path, layout.DEDUP, layout.DEDUP_CLUSTERS, layout.metrics_file("dedup"))
 
     run_dedup(make_context("dedup"))
     first = snapshot()
@@ -137,7 +126,7 @@ def test_deterministic(tmp_path, make_context):
 
 def test_no_duplicates_keeps_everything(tmp_path, make_context):
     shard = [raw_row("r", f"f{i}.py", f"x = {i}\n") for i in range(5)]
-    write_filtered(tmp_path, [shard, []])
+    write_table(tmp_path / layout.FILTERED, [shard, []])
     run_dedup(make_context("dedup"))
     assert read_shard(tmp_path / layout.DEDUP / "part-00000.parquet").to_pylist() == shard
     assert read_shard(tmp_path / layout.DEDUP / "part-00001.parquet").num_rows == 0
@@ -149,7 +138,7 @@ def test_no_duplicates_keeps_everything(tmp_path, make_context):
 def test_bad_method_and_missing_input(tmp_path, make_context, smoke_cfg):
     with pytest.raises(StageError, match="dvc repro filter"):
         run_dedup(make_context("dedup"))
-    write_filtered(tmp_path, corpus())
+    write_table(tmp_path / layout.FILTERED, corpus())
     cfg = OmegaConf.create(OmegaConf.to_container(smoke_cfg))
     cfg.dedup.method = "minhash"
     with pytest.raises(StageError, match="conf/dedup"):

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import random
 import unicodedata
-from pathlib import Path
 
 import duckdb
 import pytest
-from factories import raw_row, raw_table
 from omegaconf import OmegaConf
 
 from starbuild import layout
@@ -18,6 +16,7 @@ from starbuild.filters.stage import run_filter
 from starbuild.schemas import RAW, SchemaMismatch
 from starbuild.shards.io import list_shards, read_shard, write_shard
 from starbuild.stage import StageError
+from tests.factories import file_bytes, raw_row, raw_table, write_table
 
 
 def reference_reason(content: str | None, language: str | None, cfg) -> str | None:
@@ -78,14 +77,6 @@ def varied_cases(cfg) -> list[tuple[str, str | None, str | None]]:
     ]
 
 
-def write_raw(root: Path, shards: list[list[dict]]) -> None:
-    """Write each list of rows as one shard of data/raw/."""
-    raw_dir = root / layout.RAW
-    raw_dir.mkdir(parents=True)
-    for index, rows in enumerate(shards):
-        write_shard(raw_table(rows), raw_dir / f"part-{index:05d}.parquet")
-
-
 def case_rows(cases) -> list[dict]:
     """Raw rows for (path, language, content) cases, sorted by path."""
     rows = []
@@ -110,7 +101,7 @@ def small_cfg(smoke_cfg):
 def test_stage_agrees_with_reference(tmp_path, make_context, smoke_cfg, shrink):
     cfg = small_cfg(smoke_cfg) if shrink else smoke_cfg
     rows = case_rows(varied_cases(cfg.filter))
-    write_raw(tmp_path, [rows[:10], rows[10:10], rows[10:]])  # includes an empty shard
+    write_table(tmp_path / layout.RAW, [rows[:10], rows[10:10], rows[10:]])  # includes an empty shard
 
     run_filter(make_context("filter", cfg))
 
@@ -179,13 +170,10 @@ def test_letter_classes_match_python_on_all_assigned_code_points(smoke_cfg):
 def test_deterministic_and_worker_independent(tmp_path, make_context, smoke_cfg):
     rng = random.Random(3)
     rows = sorted((raw_row("r", f"f{i:03d}", random_text(rng)) for i in range(120)), key=lambda r: r["path"])
-    write_raw(tmp_path, [rows[:50], rows[50:]])
+    write_table(tmp_path / layout.RAW, [rows[:50], rows[50:]])
 
     def snapshot() -> dict[str, bytes]:
-        out = tmp_path / layout.FILTERED
-        files = {p.name: p.read_bytes() for p in out.iterdir()}
-        files["metrics"] = (tmp_path / "metrics/filter.json").read_bytes()
-        return files
+        return file_bytes(tmp_path, layout.FILTERED, layout.metrics_file("filter"))
 
     run_filter(make_context("filter"))
     first = snapshot()
@@ -199,7 +187,7 @@ def test_deterministic_and_worker_independent(tmp_path, make_context, smoke_cfg)
 
 
 def test_bad_config_and_bad_input_fail_clearly(tmp_path, make_context, smoke_cfg):
-    write_raw(tmp_path, [[raw_row("r", "a.py", "x = 1\n")]])
+    write_table(tmp_path / layout.RAW, [[raw_row("r", "a.py", "x = 1\n")]])
     bad = OmegaConf.create(OmegaConf.to_container(smoke_cfg))
     bad.filter.min_alpha_fraction = 1.5
     with pytest.raises(StageError, match="min_alpha_fraction"):

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from factories import raw_row, raw_table
 from omegaconf import OmegaConf
 
 from starbuild import layout
@@ -16,6 +15,7 @@ from starbuild.format.stage import run_format
 from starbuild.schemas import CLEAN, DOCS, SchemaMismatch
 from starbuild.shards.io import list_shards, read_shard, write_shard
 from starbuild.stage import StageContext, StageError
+from tests.factories import file_bytes, raw_row, raw_table
 
 
 def clean_row(repo: str, path: str, content: str) -> dict:
@@ -162,10 +162,7 @@ def test_deterministic(tmp_path, make_context):
     write_clean(tmp_path, repo_files(15))
 
     def snapshot() -> dict[str, bytes]:
-        files = sorted((tmp_path / layout.DOCS).rglob("*.parquet"))
-        snap = {str(p.relative_to(tmp_path)): p.read_bytes() for p in files}
-        snap["metrics"] = (tmp_path / "metrics/format.json").read_bytes()
-        return snap
+        return file_bytes(tmp_path, layout.DOCS, layout.metrics_file("format"))
 
     run_format(make_context("format"))
     first = snapshot()
