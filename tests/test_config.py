@@ -72,3 +72,44 @@ def test_group_swap_and_value_override_compose() -> None:
     cfg = compose(["model=small", "train.lr=0.01"], conf_dir=REPO_ROOT / "conf")
     assert cfg.model.name == "small" and cfg.train.lr == 0.01
     assert cfg.model.vocab_size == cfg.tokenizer.bpe.vocab_size
+
+
+def starbuild_files_imported_by(script: Path) -> set[Path]:
+    """Every src/starbuild file that `script` imports, directly or through other starbuild modules."""
+    import ast
+
+    src = REPO_ROOT / "src"
+    seen: set[Path] = set()
+    pending = [script]
+    while pending:
+        tree = ast.parse(pending.pop().read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            for name in names:
+                if not name.startswith("starbuild"):
+                    continue
+                parts = name.split(".")
+                # Importing a.b.c runs the __init__ of every package on the way.
+                for depth in range(1, len(parts) + 1):
+                    base = src.joinpath(*parts[:depth])
+                    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                        if candidate.is_file() and candidate not in seen:
+                            seen.add(candidate)
+                            pending.append(candidate)
+    return seen
+
+
+def test_every_stage_declares_the_code_it_runs_as_deps() -> None:
+    # The package's own __init__ holds only its docstring and version.
+    exempt = {REPO_ROOT / "src/starbuild/__init__.py"}
+    for name, stage in dvc_stages().items():
+        deps = [REPO_ROOT / d for d in stage.get("deps", [])]
+        script = REPO_ROOT / stage["cmd"].split()[1]
+        for file in starbuild_files_imported_by(script) - exempt:
+            assert any(file == d or d in file.parents for d in deps), (
+                f"stage {name} runs {file.relative_to(REPO_ROOT)} but does not list it in its dvc.yaml deps"
+            )

@@ -56,9 +56,10 @@ def write_all_metrics(project: Path) -> None:
         path.write_text(json.dumps({"count": 1}))
 
 
-def test_dvc_mode_writes_the_declared_out_and_nothing_else(project: Path) -> None:
+@pytest.mark.parametrize("flag", [["--config-name=params"], ["--config-name", "params"]])
+def test_dvc_mode_writes_the_declared_out_and_nothing_else(project: Path, flag: list[str]) -> None:
     write_all_metrics(project)
-    result = run_stage(project, "report", "--config-name=params")
+    result = run_stage(project, "report", *flag)
     assert result.returncode == 0, result.stderr
     assert (project / "reports" / "summary.md").is_file()
     assert not (project / "outputs").exists() and not (project / ".hydra").exists()

@@ -90,7 +90,8 @@ class StageContext:
 def _prepare_argv(root: Path) -> bool:
     """Adjust sys.argv for the DVC mode; return whether the stage runs against params.yaml."""
     args = sys.argv[1:]
-    params_mode = PARAMS_MODE_FLAG in args
+    pairs = {"=".join(args[i : i + 2]) for i in range(len(args) - 1)}
+    params_mode = PARAMS_MODE_FLAG in args or PARAMS_MODE_FLAG in pairs
     if params_mode:
         sys.argv[1:] = [f"--config-dir={root}", *args, *PARAMS_MODE_OVERRIDES]
     else:
