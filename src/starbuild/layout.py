@@ -10,6 +10,8 @@ CLEAN = Path("data/clean")
 DOCS = Path("data/docs")
 TOKENS = Path("data/tokens")
 TOKENIZER = Path("models/tokenizer")
+# The HF `tokenizers` file, in models/tokenizer/ and in the exported models/hf/.
+TOKENIZER_FILE = "tokenizer.json"
 CHECKPOINTS = Path("models/checkpoints")
 HF_MODEL = Path("models/hf")
 METRICS = Path("metrics")
@@ -28,6 +30,14 @@ PRODUCER = {
     CHECKPOINTS: "train",
     HF_MODEL: "export",
 }
+
+
+def producer_of(path: Path) -> str | None:
+    """The stage that writes `path` or the table directory it lies in, if any."""
+    for candidate in (Path(path), *Path(path).parents):
+        if candidate in PRODUCER:
+            return PRODUCER[candidate]
+    return None
 
 
 def metrics_file(stage: str) -> Path:

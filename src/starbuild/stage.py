@@ -45,7 +45,7 @@ class StageError(RuntimeError):
 
 
 def _command_making(rel: Path) -> str:
-    producer = layout.PRODUCER.get(Path(rel))
+    producer = layout.producer_of(rel)
     return f"`dvc repro {producer}`" if producer else "`dvc repro`"
 
 

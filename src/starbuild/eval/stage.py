@@ -7,7 +7,7 @@ import logging
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM
 
-from starbuild import layout
+from starbuild import layout, schemas
 from starbuild.eval.val_loss import (
     iter_val_texts,
     score_windows,
@@ -15,14 +15,11 @@ from starbuild.eval.val_loss import (
     val_token_stream,
     windows,
 )
-from starbuild.schemas import SchemaMismatch
-from starbuild.shards.io import list_shards
 from starbuild.stage import StageContext, StageError
 
 log = logging.getLogger(__name__)
 
 VAL_SPLIT = "val"
-TOKENIZER_FILE = "tokenizer.json"
 
 
 def run_eval(ctx: StageContext) -> None:
@@ -33,15 +30,13 @@ def run_eval(ctx: StageContext) -> None:
         raise StageError("eval needs 1 ≤ eval.seq_length ≤ eval.max_tokens and eval.batch_size ≥ 1; "
                          "fix conf/eval/")
     hf_dir = ctx.input(layout.HF_MODEL)
-    val_shards = list_shards(ctx.input(layout.DOCS) / VAL_SPLIT)
-    if not val_shards:
-        raise StageError(f"{layout.DOCS / VAL_SPLIT} holds no shards; run `dvc repro format`")
+    val_shards = ctx.input_shards(layout.DOCS / VAL_SPLIT, schemas.DOCS)
 
     model = AutoModelForCausalLM.from_pretrained(hf_dir).to(cfg.device).eval()
     if seq_length > model.config.max_position_embeddings:
         raise StageError(f"eval.seq_length {seq_length} exceeds the model's max_position_embeddings "
                          f"{model.config.max_position_embeddings}; lower eval.seq_length")
-    tokenizer = Tokenizer.from_file(str(hf_dir / TOKENIZER_FILE))
+    tokenizer = Tokenizer.from_file(str(hf_dir / layout.TOKENIZER_FILE))
     # The exported config names the end-of-text token; documents are separated by it.
     eos = tokenizer.id_to_token(model.config.eos_token_id)
     try:
@@ -49,7 +44,7 @@ def run_eval(ctx: StageContext) -> None:
         # One id more than the targets: the first token of the stream is only ever an input.
         stream = val_token_stream(iter_val_texts(val_shards), tokenizer, eos,
                                   limit=(max_tokens // seq_length) * seq_length + 1)
-    except (ValueError, SchemaMismatch) as err:
+    except ValueError as err:
         raise StageError(str(err)) from err
     batches = windows(stream, seq_length, max_tokens)
     if not len(batches):

@@ -13,15 +13,13 @@ from starbuild.stage import StageContext, StageError
 
 log = logging.getLogger(__name__)
 
-TOKENIZER_FILE = "tokenizer.json"
-
 
 def run_export(ctx: StageContext) -> None:
     """Write models/hf (Starcoder2ForCausalLM + tokenizer) from models/checkpoints."""
     checkpoint_dir = ctx.input(layout.CHECKPOINTS)
-    tokenizer_file = ctx.input(layout.TOKENIZER) / TOKENIZER_FILE
+    tokenizer_file = ctx.input(layout.TOKENIZER) / layout.TOKENIZER_FILE
     if not tokenizer_file.is_file():
-        raise StageError(f"{layout.TOKENIZER / TOKENIZER_FILE} is missing; run `dvc repro tokenizer`")
+        raise StageError(f"{layout.TOKENIZER / layout.TOKENIZER_FILE} is missing; run `dvc repro tokenizer`")
     try:
         model = load_checkpoint(checkpoint_dir)
     except (OSError, ValueError) as err:

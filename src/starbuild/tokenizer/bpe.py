@@ -8,7 +8,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-TOKENIZER_FILE = "tokenizer.json"
+from starbuild.layout import TOKENIZER_FILE
+
 # Every repository document written by the format stage ends with this token.
 EOS_TOKEN = "<|endoftext|>"
 BYTE_ALPHABET_SIZE = 256

@@ -8,24 +8,18 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from starbuild import schemas
-from starbuild.shards.io import list_shards, read_shard
+from starbuild.shards.io import read_shard
 
 # Why a document row is skipped, as counted in the metrics.
 DROP_REASONS = ("empty_text", "null_text")
 
 
-def split_shards(docs_dir: Path, split: str) -> list[Path]:
-    """The shards of one split, in index order (the order every document is read in)."""
-    return list_shards(Path(docs_dir) / split)
-
-
 def shard_texts(shard: Path, dropped: Counter[str]) -> Iterator[tuple[str, int]]:
     """Each usable document text of a shard with its UTF-8 size, in row order.
 
+    The caller validates the shard against schemas.DOCS (StageContext.input_shards).
     Null and empty texts carry nothing to learn or pack: they are skipped and counted in `dropped`.
     """
-    schemas.validate(shard, schemas.DOCS)
     texts = read_shard(shard, columns=["text"]).column("text")
     sizes = pc.binary_length(texts).to_pylist()
     for text, size in zip(texts.to_pylist(), sizes, strict=True):

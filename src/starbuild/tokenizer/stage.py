@@ -13,11 +13,11 @@ import numpy as np
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from starbuild import layout
+from starbuild import layout, schemas
 from starbuild.shards.io import atomic_output
 from starbuild.stage import StageContext, StageError
 from starbuild.tokenizer import bpe, pack
-from starbuild.tokenizer.docs import DROP_REASONS, shard_texts, split_shards
+from starbuild.tokenizer.docs import DROP_REASONS, shard_texts
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,7 @@ def run_tokenizer(ctx: StageContext) -> None:
     except ValueError as err:
         raise StageError(str(err)) from err
 
-    shards = split_shards(ctx.input(layout.DOCS), TRAIN_SPLIT)
-    if not shards:
-        raise StageError(f"{layout.DOCS / TRAIN_SPLIT} has no shards; run `dvc repro format` first")
+    shards = ctx.input_shards(layout.DOCS / TRAIN_SPLIT, schemas.DOCS)
     log.info("training BPE (vocab %d, min_frequency %d) on %d train shards", vocab_size,
              min_frequency, len(shards))
     dropped: Counter[str] = Counter()
@@ -63,8 +61,8 @@ def run_tokenizer(ctx: StageContext) -> None:
 
     out = ctx.output(layout.TOKENIZER)
     with atomic_output(out) as tmp:
-        (tmp / bpe.TOKENIZER_FILE).write_bytes(bpe.tokenizer_json(tokenizer).encode("utf-8"))
-    log.info("wrote %s", out / bpe.TOKENIZER_FILE)
+        (tmp / layout.TOKENIZER_FILE).write_bytes(bpe.tokenizer_json(tokenizer).encode("utf-8"))
+    log.info("wrote %s", out / layout.TOKENIZER_FILE)
 
 
 @dataclass
@@ -146,7 +144,6 @@ def _check_pack_config(cfg: Any) -> tuple[int, int]:
 def run_tokenize(ctx: StageContext) -> None:
     """Encode the train and val documents and pack them into data/tokens/{train,val}.bin + meta.json."""
     seq_length, chunk_bytes = _check_pack_config(ctx.cfg.tokenizer.pack)
-    docs_dir = ctx.input(layout.DOCS)
     tokenizer = bpe.load_tokenizer(ctx.input(layout.TOKENIZER))
     if tokenizer.token_to_id(bpe.EOS_TOKEN) is None:
         raise StageError(f"{layout.TOKENIZER} lacks {bpe.EOS_TOKEN}; run `dvc repro tokenizer`")
@@ -159,7 +156,7 @@ def run_tokenize(ctx: StageContext) -> None:
     out = ctx.output(layout.TOKENS)
     with atomic_output(out) as tmp:
         for split in pack.SPLITS:
-            shards = split_shards(docs_dir, split)
+            shards = ctx.input_shards(layout.DOCS / split, schemas.DOCS)
             log.info("tokenizing %s: %d shards", split, len(shards))
             with pack.bin_file(tmp, split).open("wb") as handle:
                 packer = pack.Packer(handle, seq_length, dtype)
