@@ -9,9 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from omegaconf import DictConfig, OmegaConf
 
 from starbuild import schemas
 from starbuild.shards.io import shard_name, write_shard
+
+
+def with_overrides(cfg: DictConfig, **sections: dict[str, Any]) -> DictConfig:
+    """A copy of `cfg` with some keys of some sections replaced, e.g. executor={"workers": 1}."""
+    return OmegaConf.merge(cfg, sections)
 
 
 def raw_row(repo_name: str, path: str, content: str, **overrides: Any) -> dict[str, Any]:
@@ -55,6 +61,12 @@ def file_bytes(root: Path, *paths: Path) -> dict[str, bytes]:
         files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
         found.update({str(p.relative_to(root)): p.read_bytes() for p in files})
     return found
+
+
+def doc_row(repo_name: str, split: str, text: str | None, n_files: int = 1) -> dict[str, Any]:
+    """One row of the repository-document table (schemas.DOCS)."""
+    size = len(text.encode("utf-8")) if text is not None else 0
+    return {"repo_name": repo_name, "split": split, "n_files": n_files, "length_bytes": size, "text": text}
 
 
 def raw_table(rows: list[dict[str, Any]], schema: pa.Schema = schemas.RAW) -> pa.Table:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from omegaconf import OmegaConf
 
 from starbuild import layout
 from starbuild.clean.pii import find_emails, redact_emails
@@ -13,7 +12,7 @@ from starbuild.clean.stage import run_clean
 from starbuild.schemas import CLEAN
 from starbuild.shards.io import list_shards, read_shard
 from starbuild.stage import StageError
-from tests.factories import file_bytes, raw_row, write_table
+from tests.factories import file_bytes, raw_row, with_overrides, write_table
 
 FOUND = [
     ("# Author: John Doe <john.doe@gmail.com>\n", ["john.doe@gmail.com"]),
@@ -120,16 +119,13 @@ def test_deterministic_and_worker_independent(tmp_path, make_context, smoke_cfg)
     first = snapshot()
     run_clean(make_context("clean"))
     assert snapshot() == first
-    cfg = OmegaConf.create(OmegaConf.to_container(smoke_cfg))
-    cfg.executor.workers = 1
-    run_clean(make_context("clean", cfg))
+    run_clean(make_context("clean", with_overrides(smoke_cfg, executor={"workers": 1})))
     assert snapshot() == first
 
 
 def test_custom_placeholder_and_bad_config(tmp_path, make_context, smoke_cfg):
     write_table(tmp_path / layout.DEDUP, corpus())
-    cfg = OmegaConf.create(OmegaConf.to_container(smoke_cfg))
-    cfg.clean.email_placeholder = "[redacted]"
+    cfg = with_overrides(smoke_cfg, clean={"email_placeholder": "[redacted]"})
     run_clean(make_context("clean", cfg))
     first = read_shard(tmp_path / layout.CLEAN / "part-00000.parquet").to_pylist()[0]
     assert "Write to [redacted]." in first["content"]

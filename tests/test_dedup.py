@@ -7,14 +7,13 @@ from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 import pytest
-from omegaconf import OmegaConf
 
 from starbuild import layout
 from starbuild.dedup.stage import run_dedup
 from starbuild.schemas import DEDUP_CLUSTERS, RAW
 from starbuild.shards.io import list_shards, read_shard
 from starbuild.stage import StageError
-from tests.factories import file_bytes, raw_row, write_table
+from tests.factories import file_bytes, raw_row, with_overrides, write_table
 
 
 def day(year: int, month: int = 1) -> datetime:
@@ -139,7 +138,6 @@ def test_bad_method_and_missing_input(tmp_path, make_context, smoke_cfg):
     with pytest.raises(StageError, match="dvc repro filter"):
         run_dedup(make_context("dedup"))
     write_table(tmp_path / layout.FILTERED, corpus())
-    cfg = OmegaConf.create(OmegaConf.to_container(smoke_cfg))
-    cfg.dedup.method = "minhash"
+    cfg = with_overrides(smoke_cfg, dedup={"method": "minhash"})
     with pytest.raises(StageError, match="conf/dedup"):
         run_dedup(make_context("dedup", cfg))

@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -20,8 +19,8 @@ from starbuild.eval.val_loss import token_byte_lengths, val_token_stream, window
 from starbuild.model.checkpoint import load_checkpoint, save_checkpoint
 from starbuild.model.stage import run_export
 from starbuild.model.starcoder2 import ModelConfig, StarCoder2
-from starbuild.shards.io import shard_name, write_shard
 from starbuild.stage import StageContext, StageError
+from tests.factories import doc_row, write_table
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>",
                   "<repo_name>", "<file_sep>", "<issue_start>", "<issue_comment>"]
@@ -53,13 +52,10 @@ def train_tokenizer() -> Tokenizer:
 
 def write_val_docs(root: Path, texts: list[str]) -> None:
     """data/docs/val as two shards of the DOCS schema."""
-    directory = root / layout.DOCS / "val"
-    directory.mkdir(parents=True)
     half = len(texts) // 2
-    for index, part in enumerate((texts[:half], texts[half:])):
-        rows = [{"repo_name": f"org/repo-{i}", "split": "val", "n_files": 2,
-                 "length_bytes": len(t.encode()), "text": t} for i, t in enumerate(part)]
-        write_shard(pa.Table.from_pylist(rows, schema=schemas.DOCS), directory / shard_name(index))
+    shards = [[doc_row(f"org/repo-{i}", "val", t, n_files=2) for i, t in enumerate(part)]
+              for part in (texts[:half], texts[half:])]
+    write_table(root / layout.DOCS / "val", shards, schemas.DOCS)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import unicodedata
 
 import duckdb
 import pytest
-from omegaconf import OmegaConf
 
 from starbuild import layout
 from starbuild.filters.stack_v2 import REASONS, Thresholds, drop_reasons, measure
@@ -16,7 +15,7 @@ from starbuild.filters.stage import run_filter
 from starbuild.schemas import RAW, SchemaMismatch
 from starbuild.shards.io import list_shards, read_shard, write_shard
 from starbuild.stage import StageError
-from tests.factories import file_bytes, raw_row, raw_table, write_table
+from tests.factories import file_bytes, raw_row, raw_table, with_overrides, write_table
 
 
 def reference_reason(content: str | None, language: str | None, cfg) -> str | None:
@@ -89,12 +88,8 @@ def case_rows(cases) -> list[dict]:
 
 def small_cfg(smoke_cfg):
     """The smoke config with thresholds small enough to hit every boundary cheaply."""
-    cfg = OmegaConf.create(OmegaConf.to_container(smoke_cfg))
-    cfg.filter.max_lines = 50
-    cfg.filter.max_avg_line_length = 10
-    cfg.filter.max_line_length = 40
-    cfg.filter.exempt_max_line_length = 200
-    return cfg
+    return with_overrides(smoke_cfg, filter={"max_lines": 50, "max_avg_line_length": 10, "max_line_length": 40,
+                                             "exempt_max_line_length": 200})
 
 
 @pytest.mark.parametrize("shrink", [False, True], ids=["conf", "small"])
@@ -179,17 +174,14 @@ def test_deterministic_and_worker_independent(tmp_path, make_context, smoke_cfg)
     first = snapshot()
     run_filter(make_context("filter"))
     assert snapshot() == first
-    one_worker = OmegaConf.create(OmegaConf.to_container(smoke_cfg))
-    one_worker.executor.workers = 1
-    run_filter(make_context("filter", one_worker))
+    run_filter(make_context("filter", with_overrides(smoke_cfg, executor={"workers": 1})))
     assert snapshot() == first
     assert not [p for p in (tmp_path / "data").iterdir() if p.name.startswith(".tmp")]
 
 
 def test_bad_config_and_bad_input_fail_clearly(tmp_path, make_context, smoke_cfg):
     write_table(tmp_path / layout.RAW, [[raw_row("r", "a.py", "x = 1\n")]])
-    bad = OmegaConf.create(OmegaConf.to_container(smoke_cfg))
-    bad.filter.min_alpha_fraction = 1.5
+    bad = with_overrides(smoke_cfg, filter={"min_alpha_fraction": 1.5})
     with pytest.raises(StageError, match="min_alpha_fraction"):
         run_filter(make_context("filter", bad))
     table = raw_table([raw_row("r", "a.py", "x")]).drop_columns(["language"])

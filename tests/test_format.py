@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from starbuild import layout
 from starbuild.format.repo_docs import END_OF_TEXT, FILE_SEP, REPO_NAME
@@ -15,7 +14,7 @@ from starbuild.format.stage import run_format
 from starbuild.schemas import CLEAN, DOCS, SchemaMismatch
 from starbuild.shards.io import list_shards, read_shard, write_shard
 from starbuild.stage import StageContext, StageError
-from tests.factories import file_bytes, raw_row, raw_table
+from tests.factories import file_bytes, raw_row, raw_table, with_overrides, write_table
 
 
 def clean_row(repo: str, path: str, content: str) -> dict:
@@ -33,10 +32,8 @@ def repo_files(n_repos: int) -> dict[str, list[tuple[str, str]]]:
 def write_clean(root: Path, repos: dict[str, list[tuple[str, str]]], per_shard: int = 7) -> None:
     """Rows sorted by (repo_name, path), cut every `per_shard` rows so repos span shards."""
     rows = [clean_row(repo, path, text) for repo in sorted(repos) for path, text in sorted(repos[repo])]
-    out = root / layout.CLEAN
-    out.mkdir(parents=True)
-    for index, start in enumerate(range(0, len(rows), per_shard)):
-        write_shard(raw_table(rows[start : start + per_shard], schema=CLEAN), out / f"part-{index:05d}.parquet")
+    shards = [rows[start : start + per_shard] for start in range(0, len(rows), per_shard)]
+    write_table(root / layout.CLEAN, shards, CLEAN)
 
 
 def read_docs(root: Path) -> dict[str, list[dict]]:
@@ -57,13 +54,6 @@ def parse(text: str) -> tuple[str | None, list[str | tuple[str, str]]]:
     return None, body.split(FILE_SEP)[1:]
 
 
-def with_format(smoke_cfg, **values):
-    cfg = OmegaConf.create(OmegaConf.to_container(smoke_cfg))
-    for key, value in values.items():
-        cfg.format[key] = value
-    return cfg
-
-
 def test_markers_are_the_tokenizer_special_tokens(smoke_cfg):
     tokens = list(smoke_cfg.tokenizer.bpe.special_tokens)
     assert (tokens[0], tokens[5], tokens[6]) == (END_OF_TEXT, REPO_NAME, FILE_SEP)
@@ -72,7 +62,7 @@ def test_markers_are_the_tokenizer_special_tokens(smoke_cfg):
 def test_one_document_per_repo_and_split_by_repo(tmp_path, make_context, smoke_cfg):
     repos = repo_files(40)
     write_clean(tmp_path, repos)
-    cfg = with_format(smoke_cfg, docs_per_shard=6)
+    cfg = with_overrides(smoke_cfg, format={"docs_per_shard": 6})
     run_format(make_context("format", cfg))
 
     docs = read_docs(tmp_path)
@@ -137,7 +127,7 @@ def test_document_does_not_depend_on_other_repos(tmp_path, smoke_cfg):
 @pytest.mark.parametrize("probability", [0.0, 1.0])
 def test_metadata_probability_extremes(tmp_path, make_context, smoke_cfg, probability):
     write_clean(tmp_path, repo_files(10))
-    run_format(make_context("format", with_format(smoke_cfg, metadata_probability=probability)))
+    run_format(make_context("format", with_overrides(smoke_cfg, format={"metadata_probability": probability})))
     docs = [d for split in read_docs(tmp_path).values() for d in split]
     starts = {d["text"].startswith(REPO_NAME) for d in docs}
     assert starts == {probability == 1.0}
@@ -182,7 +172,7 @@ def test_rejects_non_contiguous_repos_and_bad_config(tmp_path, make_context, smo
         run_format(make_context("format"))
     assert not (tmp_path / layout.DOCS).exists()
     with pytest.raises(StageError, match="val_fraction"):
-        run_format(make_context("format", with_format(smoke_cfg, val_fraction=1.0)))
+        run_format(make_context("format", with_overrides(smoke_cfg, format={"val_fraction": 1.0})))
     write_shard(
         raw_table([clean_row("a/x", "1.py", "a")], CLEAN).drop_columns(["pii_redactions"]), out / "part-00001.parquet"
     )

@@ -10,20 +10,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from starbuild import layout, schemas
 from starbuild.shards.io import list_shards
 from starbuild.stage import StageContext, StageError
 from starbuild.swh.stage import run_pull
-from tests.factories import git, make_tree
+from tests.factories import git, make_tree, with_overrides
 
 GPL3_HEADER = "                    GNU GENERAL PUBLIC LICENSE\n                       Version 3, 29 June 2007\n"
-
-
-def with_source(cfg: DictConfig, **source: object) -> DictConfig:
-    """`cfg` with its source section replaced in part."""
-    return OmegaConf.merge(cfg, {"source": source})
 
 
 def read_raw(root: Path) -> list[dict]:
@@ -47,8 +42,8 @@ def origin_dir(tmp_path: Path) -> Path:
 
 def test_pull_directory_origin_counts_and_hashes(make_context: Callable[..., StageContext],
                                                  smoke_cfg: DictConfig, origin_dir: Path) -> None:
-    cfg = with_source(smoke_cfg, max_file_bytes=1000,
-                      origins=[{"name": "local/mixed", "path": str(origin_dir)}])
+    cfg = with_overrides(smoke_cfg, source={"max_file_bytes": 1000,
+                                            "origins": [{"name": "local/mixed", "path": str(origin_dir)}]})
     ctx = make_context("pull", cfg)
     run_pull(ctx)
     rows = read_raw(ctx.root)
@@ -79,8 +74,8 @@ def test_pull_git_origin_reads_head_commit(make_context: Callable[..., StageCont
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "first")
     (repo / "uncommitted.py").write_text("not pulled\n")
-    ctx = make_context("pull", with_source(smoke_cfg, origins=[
-        {"name": "git/repo", "path": str(repo), "license": "MIT"}]))
+    ctx = make_context("pull", with_overrides(smoke_cfg, source={"origins": [
+        {"name": "git/repo", "path": str(repo), "license": "MIT"}]}))
     run_pull(ctx)
     rows = read_raw(ctx.root)
     assert [r["path"] for r in rows] == ["empty.txt", "pkg-a.txt", "pkg/mod.py", "run.sh"]
@@ -93,8 +88,8 @@ def test_pull_git_origin_reads_head_commit(make_context: Callable[..., StageCont
 def test_shards_are_cut_by_bytes_and_deterministic(make_context: Callable[..., StageContext],
                                                    smoke_cfg: DictConfig, origin_dir: Path,
                                                    tmp_path: Path) -> None:
-    cfg = with_source(smoke_cfg, shard_target_bytes=60, origins=[
-        {"name": "b", "path": str(origin_dir)}, {"name": "a", "path": str(origin_dir)}])
+    cfg = with_overrides(smoke_cfg, source={"shard_target_bytes": 60, "origins": [
+        {"name": "b", "path": str(origin_dir)}, {"name": "a", "path": str(origin_dir)}]})
     first = StageContext("pull", cfg, tmp_path / "one", tmp_path / "one")
     second = StageContext("pull", cfg, tmp_path / "two", tmp_path / "two")
     run_pull(first)
@@ -117,7 +112,7 @@ def test_shards_are_cut_by_bytes_and_deterministic(make_context: Callable[..., S
 )
 def test_bad_origins_fail_with_one_clear_line(make_context: Callable[..., StageContext],
                                               smoke_cfg: DictConfig, origins: list, message: str) -> None:
-    ctx = make_context("pull", with_source(smoke_cfg, origins=origins))
+    ctx = make_context("pull", with_overrides(smoke_cfg, source={"origins": origins}))
     with pytest.raises(StageError, match=message):
         run_pull(ctx)
     assert not (ctx.root / layout.RAW).exists()
@@ -131,7 +126,7 @@ def test_unreadable_origin_is_named(make_context: Callable[..., StageContext], s
     try:
         if subprocess.run(["ls", str(locked)], capture_output=True).returncode == 0:
             pytest.skip("running as a user who can read any directory (root)")
-        ctx = make_context("pull", with_source(smoke_cfg, origins=[{"name": "x", "path": str(locked)}]))
+        ctx = make_context("pull", with_overrides(smoke_cfg, source={"origins": [{"name": "x", "path": str(locked)}]}))
         with pytest.raises(StageError, match="not readable"):
             run_pull(ctx)
     finally:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from starbuild import layout, schemas
-from starbuild.shards.io import shard_name, write_shard
 from starbuild.stage import StageError
 from starbuild.tokenizer import bpe
 from starbuild.tokenizer.stage import run_tokenizer
+from tests.factories import doc_row, write_table
 
 SPECIAL = [
     "<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>",
@@ -57,16 +56,9 @@ def repo_doc(repo: str, files: int, start: int) -> str:
 
 def write_docs(root: Path, split: str, shards: list[list[str | None]]) -> Path:
     """Write `shards` (lists of document texts) as data/docs/<split>/part-*.parquet under `root`."""
-    table_dir = root / layout.DOCS / split
-    table_dir.mkdir(parents=True, exist_ok=True)
-    for index, texts in enumerate(shards):
-        rows = [
-            {"repo_name": f"pypi/r{index}_{i}", "split": split, "n_files": 1,
-             "length_bytes": len(text.encode()) if text is not None else 0, "text": text}
-            for i, text in enumerate(texts)
-        ]
-        write_shard(pa.Table.from_pylist(rows, schema=schemas.DOCS), table_dir / shard_name(index))
-    return table_dir
+    rows = [[doc_row(f"pypi/r{index}_{i}", split, text) for i, text in enumerate(texts)]
+            for index, texts in enumerate(shards)]
+    return write_table(root / layout.DOCS / split, rows, schemas.DOCS)
 
 
 def write_corpus(root: Path) -> None:
