@@ -20,7 +20,7 @@ $(INSTALLED): pyproject.toml requirements.lock
 	touch $(INSTALLED)
 
 params: $(INSTALLED)
-	$(BIN)/python -m starbuild.config.compose $(OVERRIDES)
+	$(BIN)/python -m starbuild.core.config $(OVERRIDES)
 
 repro: params
 	$(BIN)/dvc repro

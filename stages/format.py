@@ -1,7 +1,7 @@
 """DVC stage `format` (see dvc.yaml); the logic lives in starbuild.format."""
 
+from starbuild.core.stage import stage_app
 from starbuild.format.stage import run_format
-from starbuild.stage import stage_app
 
 if __name__ == "__main__":
     stage_app("format", run_format)

@@ -1,6 +1,6 @@
 """DVC stage `pull` (see dvc.yaml); the logic lives in starbuild.swh."""
 
-from starbuild.stage import stage_app
+from starbuild.core.stage import stage_app
 from starbuild.swh.stage import run_pull
 
 if __name__ == "__main__":

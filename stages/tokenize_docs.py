@@ -1,6 +1,6 @@
 """DVC stage `tokenize` (see dvc.yaml); named tokenize_docs.py so it cannot shadow the stdlib `tokenize`."""
 
-from starbuild.stage import stage_app
+from starbuild.core.stage import stage_app
 from starbuild.tokenizer.stage import run_tokenize
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """DVC stage `tokenizer` (see dvc.yaml); the logic lives in starbuild.tokenizer."""
 
-from starbuild.stage import stage_app
+from starbuild.core.stage import stage_app
 from starbuild.tokenizer.stage import run_tokenizer
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from starbuild.config.compose import compose
-from starbuild.stage import StageContext
+from starbuild.core.config import compose
+from starbuild.core.stage import StageContext
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

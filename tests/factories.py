@@ -11,8 +11,8 @@ from typing import Any
 import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
-from starbuild import schemas
-from starbuild.shards.io import shard_name, write_shard
+from starbuild.core import schemas
+from starbuild.core.shards import shard_name, write_shard
 
 
 def with_overrides(cfg: DictConfig, **sections: dict[str, Any]) -> DictConfig:

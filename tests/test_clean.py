@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from starbuild import layout
 from starbuild.clean.pii import find_emails, redact_emails
 from starbuild.clean.stage import run_clean
-from starbuild.schemas import CLEAN
-from starbuild.shards.io import list_shards, read_shard
-from starbuild.stage import StageError
+from starbuild.core import layout
+from starbuild.core.schemas import CLEAN
+from starbuild.core.shards import list_shards, read_shard
+from starbuild.core.stage import StageError
 from tests.factories import file_bytes, raw_row, with_overrides, write_table
 
 FOUND = [

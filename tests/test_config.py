@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from starbuild import layout
-from starbuild.config.compose import ConfigError, compose, render
+from starbuild.core import layout
+from starbuild.core.config import ConfigError, compose, render
 from tests.conftest import REPO_ROOT
 
 STAGES = ["pull", "filter", "dedup", "clean", "format", "tokenizer", "tokenize", "train", "export", "eval",

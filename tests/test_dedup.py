@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pyarrow.parquet as pq
 import pytest
 
-from starbuild import layout
+from starbuild.core import layout
+from starbuild.core.schemas import DEDUP_CLUSTERS, RAW
+from starbuild.core.shards import list_shards, read_shard
+from starbuild.core.stage import StageError
 from starbuild.dedup.stage import run_dedup
-from starbuild.schemas import DEDUP_CLUSTERS, RAW
-from starbuild.shards.io import list_shards, read_shard
-from starbuild.stage import StageError
 from tests.factories import file_bytes, raw_row, with_overrides, write_table
 
 

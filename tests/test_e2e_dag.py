@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from starbuild.config.compose import compose, render
+from starbuild.core.config import compose, render
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e

@@ -13,13 +13,13 @@ from omegaconf import DictConfig, OmegaConf
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, Starcoder2ForCausalLM
 
-from starbuild import layout, schemas
+from starbuild.core import layout, schemas
+from starbuild.core.stage import StageContext, StageError
 from starbuild.eval.stage import run_eval
 from starbuild.eval.val_loss import token_byte_lengths, val_token_stream, windows
 from starbuild.model.checkpoint import load_checkpoint, save_checkpoint
 from starbuild.model.stage import run_export
 from starbuild.model.starcoder2 import ModelConfig, StarCoder2
-from starbuild.stage import StageContext, StageError
 from tests.factories import doc_row, write_table
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>",

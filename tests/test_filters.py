@@ -9,12 +9,12 @@ import unicodedata
 import duckdb
 import pytest
 
-from starbuild import layout
+from starbuild.core import layout
+from starbuild.core.schemas import RAW, SchemaMismatch
+from starbuild.core.shards import list_shards, read_shard, write_shard
+from starbuild.core.stage import StageError
 from starbuild.filters.stack_v2 import REASONS, Thresholds, drop_reasons, measure
 from starbuild.filters.stage import run_filter
-from starbuild.schemas import RAW, SchemaMismatch
-from starbuild.shards.io import list_shards, read_shard, write_shard
-from starbuild.stage import StageError
 from tests.factories import file_bytes, raw_row, raw_table, with_overrides, write_table
 
 

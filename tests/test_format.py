@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from starbuild import layout
+from starbuild.core import layout
+from starbuild.core.schemas import CLEAN, DOCS, SchemaMismatch
+from starbuild.core.shards import list_shards, read_shard, write_shard
+from starbuild.core.stage import StageContext, StageError
 from starbuild.format.repo_docs import END_OF_TEXT, FILE_SEP, REPO_NAME
 from starbuild.format.stage import run_format
-from starbuild.schemas import CLEAN, DOCS, SchemaMismatch
-from starbuild.shards.io import list_shards, read_shard, write_shard
-from starbuild.stage import StageContext, StageError
 from tests.factories import file_bytes, raw_row, raw_table, with_overrides, write_table
 
 

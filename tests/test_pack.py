@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from test_tokenizer import repo_doc, write_corpus, write_docs
 
-from starbuild import layout
-from starbuild.stage import StageError
+from starbuild.core import layout
+from starbuild.core.stage import StageError
 from starbuild.tokenizer import bpe, pack
 from starbuild.tokenizer.stage import run_tokenize, run_tokenizer
 

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import DictConfig
 
-from starbuild import layout, schemas
-from starbuild.shards.io import list_shards
-from starbuild.stage import StageContext, StageError
+from starbuild.core import layout, schemas
+from starbuild.core.shards import list_shards
+from starbuild.core.stage import StageContext, StageError
 from starbuild.swh.stage import run_pull
 from tests.factories import git, make_tree, with_overrides
 
@@ -134,7 +134,7 @@ def test_unreadable_origin_is_named(make_context: Callable[..., StageContext], s
 
 
 def test_default_corpus_is_big_varied_and_licensed(make_context: Callable[..., StageContext]) -> None:
-    from starbuild.config.compose import compose
+    from starbuild.core.config import compose
     from tests.conftest import REPO_ROOT
 
     ctx = make_context("pull", compose([], conf_dir=REPO_ROOT / "conf"))

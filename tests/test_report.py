@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from starbuild import layout
+from starbuild.core import layout
+from starbuild.core.stage import StageContext, StageError
 from starbuild.report.stage import run_report
 from starbuild.report.summary import STAGES, flatten, render
-from starbuild.stage import StageContext, StageError
 
 
 def test_flatten_sorts_and_dots_nested_keys() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from starbuild import layout
+from starbuild.core import layout
 from starbuild.report.summary import STAGES
 from tests.conftest import REPO_ROOT
 
@@ -75,8 +75,8 @@ def test_hand_run_multirun_writes_into_job_directories(project: Path) -> None:
 
 
 def test_empty_input_table_names_the_stage_to_rerun(make_context) -> None:
-    from starbuild import schemas
-    from starbuild.stage import StageError
+    from starbuild.core import schemas
+    from starbuild.core.stage import StageError
 
     ctx = make_context("filter")
     (ctx.root / layout.RAW).mkdir(parents=True)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from starbuild import layout, schemas
-from starbuild.stage import StageError
+from starbuild.core import layout, schemas
+from starbuild.core.stage import StageError
 from starbuild.tokenizer import bpe
 from starbuild.tokenizer.stage import run_tokenizer
 from tests.factories import doc_row, write_table

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
-from starbuild import layout
+from starbuild.core import layout
+from starbuild.core.stage import StageContext, StageError
 from starbuild.model.checkpoint import load_checkpoint
 from starbuild.model.starcoder2 import ModelConfig
-from starbuild.stage import StageContext, StageError
 from starbuild.train.data import SeededEpochSampler
 from starbuild.train.module import OptimConfig, lr_at
 from starbuild.train.stage import run_train

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from starbuild import layout, schemas
 from starbuild.clean.pii import redact_emails
+from starbuild.core import layout, schemas
+from starbuild.core.shards import atomic_output, read_shard, write_shard
+from starbuild.core.stage import StageContext, StageError
 from starbuild.shards.executor import map_shards
-from starbuild.shards.io import atomic_output, read_shard, write_shard
-from starbuild.stage import StageContext, StageError
 
 log = logging.getLogger(__name__)
 

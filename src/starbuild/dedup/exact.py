@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from starbuild import schemas
+from starbuild.core import schemas
 
 # One row per input row: where it sits, whether it survives, and its cluster's size.
 DECISIONS_SQL = """

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from starbuild import layout, schemas
+from starbuild.core import layout, schemas
+from starbuild.core.shards import atomic_output, read_shard, shard_name, write_shard
+from starbuild.core.stage import StageContext, StageError
 from starbuild.dedup.exact import clusters, counts, decide, kept_rows
-from starbuild.shards.io import atomic_output, read_shard, shard_name, write_shard
-from starbuild.stage import StageContext, StageError
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ import logging
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM
 
-from starbuild import layout, schemas
+from starbuild.core import layout, schemas
+from starbuild.core.stage import StageContext, StageError
 from starbuild.eval.val_loss import (
     iter_val_texts,
     score_windows,
@@ -15,7 +16,6 @@ from starbuild.eval.val_loss import (
     val_token_stream,
     windows,
 )
-from starbuild.stage import StageContext, StageError
 
 log = logging.getLogger(__name__)
 

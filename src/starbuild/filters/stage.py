@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from omegaconf import OmegaConf
 
-from starbuild import layout, schemas
+from starbuild.core import layout, schemas
+from starbuild.core.shards import atomic_output, read_shard, write_shard
+from starbuild.core.stage import StageContext, StageError
 from starbuild.filters.stack_v2 import REASONS, Thresholds, drop_reasons
 from starbuild.shards.executor import map_shards
-from starbuild.shards.io import atomic_output, read_shard, write_shard
-from starbuild.stage import StageContext, StageError
 
 log = logging.getLogger(__name__)
 

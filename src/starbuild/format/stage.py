@@ -11,10 +11,10 @@ from typing import Any
 import pyarrow as pa
 from tqdm import tqdm
 
-from starbuild import layout, schemas
+from starbuild.core import layout, schemas
+from starbuild.core.shards import atomic_output, read_shard, shard_name, write_shard
+from starbuild.core.stage import StageContext, StageError
 from starbuild.format.repo_docs import render_document, repo_rng, val_repos
-from starbuild.shards.io import atomic_output, read_shard, shard_name, write_shard
-from starbuild.stage import StageContext, StageError
 
 log = logging.getLogger(__name__)
 

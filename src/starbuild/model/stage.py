@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import os
 
-from starbuild import layout
+from starbuild.core import layout
+from starbuild.core.shards import atomic_output
+from starbuild.core.stage import StageContext, StageError
 from starbuild.model.checkpoint import load_checkpoint
 from starbuild.model.hf import save_hf
-from starbuild.shards.io import atomic_output
-from starbuild.stage import StageContext, StageError
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 
-from starbuild import layout
+from starbuild.core import layout
+from starbuild.core.shards import atomic_output
+from starbuild.core.stage import StageContext
 from starbuild.report.summary import STAGES, render
-from starbuild.shards.io import atomic_output
-from starbuild.stage import StageContext
 
 log = logging.getLogger(__name__)
 

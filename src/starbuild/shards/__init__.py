@@ -1,1 +1,1 @@
-"""Reading and writing tables as directories of Parquet shards, and running work per shard."""
+"""Running work over shards: executors and the read-transform-write skeleton."""

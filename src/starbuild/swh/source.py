@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from starbuild import schemas
+from starbuild.core import schemas
 from starbuild.swh import licenses
 from starbuild.swh.hashing import directory_swhid
 from starbuild.swh.origins import Origin, OriginFile, resolve, walk_directory, walk_git

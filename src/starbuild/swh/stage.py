@@ -11,10 +11,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from starbuild import layout, schemas
+from starbuild.core import layout, schemas
+from starbuild.core.shards import atomic_output, shard_name, write_shard
+from starbuild.core.stage import StageContext, StageError
 from starbuild.shards.executor import map_shards
-from starbuild.shards.io import atomic_output, shard_name, write_shard
-from starbuild.stage import StageContext, StageError
 from starbuild.swh.origins import Origin, OriginError
 from starbuild.swh.source import OriginSummary, Source, make_source
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from starbuild.layout import TOKENIZER_FILE
+from starbuild.core.layout import TOKENIZER_FILE
 
 # Every repository document written by the format stage ends with this token.
 EOS_TOKEN = "<|endoftext|>"

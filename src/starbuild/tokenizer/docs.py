@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from starbuild.shards.io import read_shard
+from starbuild.core.shards import read_shard
 
 # Why a document row is skipped, as counted in the metrics.
 DROP_REASONS = ("empty_text", "null_text")

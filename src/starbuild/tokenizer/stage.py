@@ -13,9 +13,9 @@ import numpy as np
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from starbuild import layout, schemas
-from starbuild.shards.io import atomic_output
-from starbuild.stage import StageContext, StageError
+from starbuild.core import layout, schemas
+from starbuild.core.shards import atomic_output
+from starbuild.core.stage import StageContext, StageError
 from starbuild.tokenizer import bpe, pack
 from starbuild.tokenizer.docs import DROP_REASONS, shard_texts
 

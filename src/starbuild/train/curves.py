@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from starbuild.shards.io import atomic_file
+from starbuild.core.shards import atomic_file
 
 Curve = list[tuple[int, float]]
 

@@ -9,11 +9,11 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from starbuild import layout
+from starbuild.core import layout
+from starbuild.core.shards import atomic_output
+from starbuild.core.stage import StageContext, StageError
 from starbuild.model.checkpoint import save_checkpoint
 from starbuild.model.starcoder2 import ModelConfig
-from starbuild.shards.io import atomic_output
-from starbuild.stage import StageContext, StageError
 from starbuild.train.curves import LossCurves, write_curve
 from starbuild.train.data import TokenDataModule
 from starbuild.train.module import CausalLM, OptimConfig

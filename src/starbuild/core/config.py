@@ -68,7 +68,7 @@ def render(cfg: DictConfig) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m starbuild.config.compose [overrides…]`: write (or `--check`) params.yaml."""
+    """`python -m starbuild.core.config [overrides…]`: write (or `--check`) params.yaml."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=small train.lr=1e-3")
     parser.add_argument("--output", default="params.yaml")

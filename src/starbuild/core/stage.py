@@ -23,10 +23,10 @@ from typing import Any
 import pyarrow as pa
 from omegaconf import DictConfig
 
-from starbuild import layout
-from starbuild.config.compose import ConfigError, check_group_overrides, find_repo_root
-from starbuild.schemas import SchemaMismatch, validate
-from starbuild.shards.io import atomic_file, list_shards
+from starbuild.core import layout
+from starbuild.core.config import ConfigError, check_group_overrides, find_repo_root
+from starbuild.core.schemas import SchemaMismatch, validate
+from starbuild.core.shards import atomic_file, list_shards
 
 PARAMS_MODE_FLAG = "--config-name=params"
 # What keeps Hydra from writing outputs/<date>/ or logs when DVC runs the stage.

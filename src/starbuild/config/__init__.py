@@ -1,1 +1,0 @@
-"""Composing conf/ into params.yaml and reading it back in stages."""

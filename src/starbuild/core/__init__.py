@@ -1,0 +1,1 @@
+"""The shared core every stage runs: the Hydra stage app, paths, schemas, config and shard IO."""
