@@ -8,10 +8,19 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
+from starbuild.core import layout
 from starbuild.core.config import compose
 from starbuild.core.stage import StageContext
+from tests.factories import stage_context
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The DAG's stages in order, and those that write metrics/<stage>.json: read from dvc.yaml.
+STAGES = list(layout.dag_stages(REPO_ROOT))
+METRICS_STAGES = [
+    stage
+    for stage, spec in layout.dag_stages(REPO_ROOT).items()
+    if layout.metrics_file(stage) in layout.declared_paths(spec, "metrics")
+]
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +34,6 @@ def make_context(tmp_path: Path, smoke_cfg: DictConfig) -> Callable[..., StageCo
     """Build a StageContext whose inputs and outputs live under tmp_path."""
 
     def _make(name: str, cfg: DictConfig | None = None) -> StageContext:
-        return StageContext(name=name, cfg=cfg or smoke_cfg, root=tmp_path, out_root=tmp_path)
+        return stage_context(name, cfg or smoke_cfg, tmp_path)
 
     return _make

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,13 +13,21 @@ from typing import Any
 import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
-from starbuild.core import schemas
+from starbuild.core import layout, schemas
 from starbuild.core.shards import shard_name, write_shard
+from starbuild.core.stage import StageContext
 
 
 def with_overrides(cfg: DictConfig, **sections: dict[str, Any]) -> DictConfig:
     """A copy of `cfg` with some keys of some sections replaced, e.g. executor={"workers": 1}."""
     return OmegaConf.merge(cfg, sections)
+
+
+def stage_context(name: str, cfg: DictConfig, root: Path, out_root: Path | None = None) -> StageContext:
+    """A StageContext under `root`, which gets the project's dvc.yaml (errors name producing stages from it)."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(__file__).resolve().parents[1] / layout.DVC_YAML, root / layout.DVC_YAML)
+    return StageContext(name=name, cfg=cfg, root=root, out_root=out_root or root)
 
 
 def raw_row(repo_name: str, path: str, content: str, **overrides: Any) -> dict[str, Any]:
@@ -93,3 +103,10 @@ def make_tree(root: Path) -> None:
     (root / "link").symlink_to("pkg/mod.py")
     (root / "deep" / "er").mkdir(parents=True)
     (root / "deep" / "er" / "data.bin").write_bytes(b"\0\1\2")
+
+
+def with_section(cfg: DictConfig, key: str, value: Any) -> DictConfig:
+    """A copy of `cfg` with the node at dotted `key` replaced whole (not merged), e.g. a reordered mapping."""
+    result = copy.deepcopy(cfg)
+    OmegaConf.update(result, key, value, merge=False)
+    return result

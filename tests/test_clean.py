@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from omegaconf import OmegaConf
 
 from starbuild.clean.pii import find_emails, redact_emails
 from starbuild.clean.stage import run_clean
@@ -129,6 +130,8 @@ def test_custom_placeholder_and_bad_config(tmp_path, make_context, smoke_cfg):
     run_clean(make_context("clean", cfg))
     first = read_shard(tmp_path / layout.CLEAN / "part-00000.parquet").to_pylist()[0]
     assert "Write to [redacted]." in first["content"]
-    cfg.clean.email_placeholder = 3
-    with pytest.raises(StageError, match="email_placeholder"):
-        run_clean(make_context("clean", cfg))
+    # An untyped config, as a stage reads params.yaml under DVC: a list is no placeholder.
+    untyped = OmegaConf.create(OmegaConf.to_container(cfg))
+    untyped.clean.email_placeholder = ["<EMAIL>"]
+    with pytest.raises(StageError, match=r"^clean.email_placeholder: .*; fix conf/clean/$"):
+        run_clean(make_context("clean", untyped))

@@ -20,7 +20,7 @@ from starbuild.eval.val_loss import token_byte_lengths, val_token_stream, window
 from starbuild.model.checkpoint import load_checkpoint, save_checkpoint
 from starbuild.model.stage import run_export
 from starbuild.model.starcoder2 import ModelConfig, StarCoder2
-from tests.factories import doc_row, write_table
+from tests.factories import doc_row, stage_context, write_table
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>",
                   "<repo_name>", "<file_sep>", "<issue_start>", "<issue_comment>"]
@@ -73,7 +73,7 @@ def built(tmp_path: Path, smoke_cfg: DictConfig) -> Path:
 
 
 def context(name: str, root: Path, cfg: DictConfig, out_root: Path | None = None) -> StageContext:
-    return StageContext(name=name, cfg=cfg, root=root, out_root=out_root or root)
+    return stage_context(name, cfg, root, out_root)
 
 
 def test_export_loads_in_transformers_with_the_same_logits(built: Path, smoke_cfg: DictConfig) -> None:

@@ -54,11 +54,6 @@ def parse(text: str) -> tuple[str | None, list[str | tuple[str, str]]]:
     return None, body.split(FILE_SEP)[1:]
 
 
-def test_markers_are_the_tokenizer_special_tokens(smoke_cfg):
-    tokens = list(smoke_cfg.tokenizer.bpe.special_tokens)
-    assert (tokens[0], tokens[5], tokens[6]) == (END_OF_TEXT, REPO_NAME, FILE_SEP)
-
-
 def test_one_document_per_repo_and_split_by_repo(tmp_path, make_context, smoke_cfg):
     repos = repo_files(40)
     write_clean(tmp_path, repos)

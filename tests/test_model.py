@@ -90,7 +90,7 @@ def test_tied_head_shares_the_embedding() -> None:
 def test_config_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match="num_key_value_heads"):
         tiny_config(num_key_value_heads=3)
-    with pytest.raises(ValueError, match="multiple of model.num_attention_heads"):
+    with pytest.raises(ValueError, match="multiple of num_attention_heads"):
         tiny_config(hidden_size=30)
     with pytest.raises(ValueError, match="unknown model keys"):
         ModelConfig.from_mapping({**tiny_config().to_dict(), "n_embd": 3})

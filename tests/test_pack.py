@@ -14,7 +14,8 @@ from test_tokenizer import repo_doc, write_corpus, write_docs
 from starbuild.core import layout
 from starbuild.core.stage import StageError
 from starbuild.tokenizer import bpe, pack
-from starbuild.tokenizer.stage import run_tokenize, run_tokenizer
+from starbuild.tokenizer.stage import run_tokenizer
+from starbuild.tokenizer.tokenize_stage import run_tokenize
 
 
 def test_packer_cuts_exact_rows_and_counts_the_tail() -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import shutil
 import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from starbuild.core import layout, schemas
 from starbuild.core.shards import list_shards
@@ -118,19 +122,78 @@ def test_bad_origins_fail_with_one_clear_line(make_context: Callable[..., StageC
     assert not (ctx.root / layout.RAW).exists()
 
 
+# Run as an unprivileged user by the test below: pull one origin, report the StageError it raised.
+PULL_AS_CHILD = """
+import json, sys
+from pathlib import Path
+from omegaconf import OmegaConf
+from starbuild.core import layout
+from starbuild.core.stage import StageContext, StageError
+from starbuild.swh.stage import run_pull
+work = Path(sys.argv[1])
+ctx = StageContext("pull", OmegaConf.load(work / "cfg.yaml"), work / "out", work / "out")
+try:
+    run_pull(ctx)
+    error = None
+except StageError as err:
+    error = str(err)
+print(json.dumps({"error": error, "raw_written": (ctx.root / layout.RAW).exists()}))
+"""
+
+
+def unprivileged_prefix(user: pwd.struct_passwd) -> list[str] | None:
+    """A command prefix that runs what follows as `user`, with no supplementary groups; None if none exists."""
+    if shutil.which("setpriv"):
+        return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+    if shutil.which("runuser"):
+        return ["runuser", "-u", user.pw_name, "--"]
+    return None
+
+
 def test_unreadable_origin_is_named(make_context: Callable[..., StageContext], smoke_cfg: DictConfig,
                                     tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0)
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0)
+        try:
+            ctx = make_context("pull", with_overrides(smoke_cfg, source={"origins": [
+                {"name": "x", "path": str(locked)}]}))
+            with pytest.raises(StageError, match="not readable"):
+                run_pull(ctx)
+        finally:
+            locked.chmod(0o755)
+        return
+    # Root reads any directory: run the pull in a child process as `nobody`, which cannot.
     try:
-        if subprocess.run(["ls", str(locked)], capture_output=True).returncode == 0:
-            pytest.skip("running as a user who can read any directory (root)")
-        ctx = make_context("pull", with_overrides(smoke_cfg, source={"origins": [{"name": "x", "path": str(locked)}]}))
-        with pytest.raises(StageError, match="not readable"):
-            run_pull(ctx)
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("running as root, and there is no `nobody` user to run the pull as")
+    prefix = unprivileged_prefix(nobody)
+    if prefix is None:
+        pytest.skip("running as root, and neither setpriv nor runuser is installed to drop privileges")
+    # tmp_path sits in a root-only directory: the child's workspace is a fresh one it owns.
+    work = Path(tempfile.mkdtemp(prefix="starbuild-unreadable-"))
+    locked = work / "locked"
+    try:
+        locked.mkdir()
+        locked.chmod(0)  # owned by root: no access for nobody
+        cfg = with_overrides(smoke_cfg, source={"origins": [{"name": "x", "path": str(locked)}]})
+        OmegaConf.save(cfg, work / "cfg.yaml")
+        os.chown(work, nobody.pw_uid, nobody.pw_gid)
+        os.chown(work / "cfg.yaml", nobody.pw_uid, nobody.pw_gid)
+        src = Path(__file__).resolve().parents[1] / "src"
+        env = {**os.environ, "HOME": str(work), "PYTHONPATH": str(src), "PYTHONDONTWRITEBYTECODE": "1"}
+        child = subprocess.run([*prefix, sys.executable, "-c", PULL_AS_CHILD, str(work)], cwd=work, env=env,
+                               capture_output=True, text=True, timeout=300)
+        assert child.returncode == 0, f"the pull as nobody crashed:\n{child.stdout[-2000:]}\n{child.stderr[-3000:]}"
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        assert result["error"] is not None, "pulling an unreadable origin as nobody raised no StageError"
+        assert "not readable" in result["error"] and str(locked) in result["error"], result["error"]
+        assert not result["raw_written"]
     finally:
         locked.chmod(0o755)
+        shutil.rmtree(work)
 
 
 def test_default_corpus_is_big_varied_and_licensed(make_context: Callable[..., StageContext]) -> None:
@@ -145,3 +208,17 @@ def test_default_corpus_is_big_varied_and_licensed(make_context: Callable[..., S
     assert len(programming & set(metrics["languages"])) >= 4
     assert metrics["files_by_license_type"]["permissive"] > 0
     assert metrics["files_by_license_type"]["copyleft"] > 0
+
+
+def test_origin_failing_in_a_worker_is_one_line_naming_it(make_context: Callable[..., StageContext],
+                                                         smoke_cfg: DictConfig, tmp_path: Path,
+                                                         origin_dir: Path) -> None:
+    empty = tmp_path / "empty_git"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    origins = [{"name": "local/mixed", "path": str(origin_dir)}, {"name": "git/empty", "path": str(empty)}]
+    ctx = make_context("pull", with_overrides(smoke_cfg, source={"origins": origins}))
+    with pytest.raises(StageError, match=r"^origins: git/empty failed: OriginError: .*has no commits$") as caught:
+        run_pull(ctx)
+    assert "\n" not in str(caught.value)
+    assert not (ctx.root / layout.RAW).exists()

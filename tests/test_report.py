@@ -10,7 +10,8 @@ import pytest
 from starbuild.core import layout
 from starbuild.core.stage import StageContext, StageError
 from starbuild.report.stage import run_report
-from starbuild.report.summary import STAGES, flatten, render
+from starbuild.report.summary import flatten, render
+from tests.conftest import METRICS_STAGES
 
 
 def test_flatten_sorts_and_dots_nested_keys() -> None:
@@ -18,13 +19,13 @@ def test_flatten_sorts_and_dots_nested_keys() -> None:
 
 
 def test_render_has_a_section_per_stage_and_origins_table() -> None:
-    metrics = {stage: {"files": 10, "ratio": 0.5} for stage in STAGES}
+    metrics = {stage: {"files": 10, "ratio": 0.5} for stage in METRICS_STAGES}
     metrics["pull"]["origins"] = {
         "pypi/x": {"files": 3, "bytes": 1234, "license_type": "permissive", "licenses": ["MIT"],
                    "directory_swhid": "swh:1:dir:" + "0" * 40}
     }
     text = render(metrics)
-    for stage in STAGES:
+    for stage in METRICS_STAGES:
         assert f"## {stage}\n" in text
     assert "| pypi/x | 3 | 1,234 | permissive | MIT |" in text
     assert "| files | 10 |" in text and "| ratio | 0.5 |" in text
@@ -36,7 +37,7 @@ def test_run_report_writes_summary_and_fails_clearly_without_metrics(
     ctx = make_context("report")
     with pytest.raises(StageError, match="metrics/pull.json does not exist"):
         run_report(ctx)
-    for stage in STAGES:
+    for stage in METRICS_STAGES:
         path = ctx.root / layout.metrics_file(stage)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"count": 1}))

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from starbuild.core import layout
-from starbuild.report.summary import STAGES
-from tests.conftest import REPO_ROOT
+from tests.conftest import METRICS_STAGES, REPO_ROOT
 
 
 @pytest.fixture
@@ -41,16 +40,16 @@ def test_missing_input_names_the_stage_to_run(project: Path) -> None:
 
 
 def test_unknown_group_value_fails_in_one_line(project: Path) -> None:
-    result = run_stage(project, "pull", "executor=ray")
+    result = run_stage(project, "pull", "executor=nosuch")
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"error: unknown value 'ray' for config group 'executor'; choose one of: local "
+        f"error: unknown value 'nosuch' for config group 'executor'; choose one of: local "
         f"(files in {project / 'conf' / 'executor'})"
     )
 
 
 def write_all_metrics(project: Path) -> None:
-    for stage in STAGES:
+    for stage in METRICS_STAGES:
         path = project / layout.metrics_file(stage)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"count": 1}))
@@ -72,6 +71,30 @@ def test_hand_run_multirun_writes_into_job_directories(project: Path) -> None:
     assert (project / "sweep" / "0" / "reports" / "summary.md").is_file()
     assert (project / "sweep" / "1" / "reports" / "summary.md").is_file()
     assert not (project / "reports").exists()
+
+
+def test_hand_run_job_is_named_for_the_stage_and_logs_the_real_output(project: Path) -> None:
+    write_all_metrics(project)
+    result = run_stage(project, "report", "-m", "seed=1")
+    assert result.returncode == 0, result.stderr
+    summaries = list((project / "multirun" / "report").glob("*/0/reports/summary.md"))
+    assert len(summaries) == 1
+    assert f"wrote {summaries[0]}" in result.stderr + result.stdout
+
+
+def test_truncated_input_shard_fails_in_one_line_naming_it(project: Path) -> None:
+    from tests.factories import raw_row, write_table
+
+    shard = write_table(project / layout.RAW, [[raw_row("r", "a.py", "x = 1\n")]]) / "part-00000.parquet"
+    shard.write_bytes(shard.read_bytes()[:-100])
+    result = run_stage(project, "filter", "--config-name=params")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: filter: data/raw/part-00000.parquet is not a readable Parquet shard ("
+    )
+    assert result.stderr.strip().endswith("restore it with `dvc checkout data/raw` or rebuild it with "
+                                          "`dvc repro -f -s pull`")
+    assert not (project / layout.FILTERED).exists()
 
 
 def test_empty_input_table_names_the_stage_to_rerun(make_context) -> None:

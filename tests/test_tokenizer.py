@@ -8,6 +8,7 @@ import pytest
 
 from starbuild.core import layout, schemas
 from starbuild.core.stage import StageError
+from starbuild.special_tokens import SPECIAL_TOKENS
 from starbuild.tokenizer import bpe
 from starbuild.tokenizer.stage import run_tokenizer
 from tests.factories import doc_row, write_table
@@ -79,7 +80,7 @@ def trained(make_context, tmp_path: Path) -> Path:
 
 
 def test_special_tokens_take_ids_0_to_8(trained: Path, smoke_cfg) -> None:
-    assert list(smoke_cfg.tokenizer.bpe.special_tokens) == SPECIAL
+    assert list(SPECIAL_TOKENS) == SPECIAL
     tokenizer = bpe.load_tokenizer(trained.parent)
     assert [tokenizer.token_to_id(token) for token in SPECIAL] == list(range(9))
     assert tokenizer.get_vocab_size() == smoke_cfg.tokenizer.bpe.vocab_size

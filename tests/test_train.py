@@ -13,9 +13,11 @@ from starbuild.core import layout
 from starbuild.core.stage import StageContext, StageError
 from starbuild.model.checkpoint import load_checkpoint
 from starbuild.model.starcoder2 import ModelConfig
+from starbuild.train.config import OptimConfig
 from starbuild.train.data import SeededEpochSampler
-from starbuild.train.module import OptimConfig, lr_at
+from starbuild.train.module import lr_at
 from starbuild.train.stage import run_train
+from tests.factories import stage_context
 
 OUTPUTS = [
     layout.CHECKPOINTS / "model.safetensors",
@@ -47,7 +49,7 @@ def write_tokens(root: Path, seq_length: int, vocab_size: int = 300, train: int 
 
 
 def context(root: Path, cfg: DictConfig) -> StageContext:
-    return StageContext(name="train", cfg=cfg, root=root, out_root=root)
+    return stage_context("train", cfg, root)
 
 
 def read_curve(path: Path) -> list[tuple[int, float]]:
@@ -66,14 +68,14 @@ def test_train_is_deterministic_and_the_loss_falls(tmp_path: Path, smoke_cfg: Di
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
     assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob(".tmp-*"))
 
-    max_steps = smoke_cfg.train.max_steps
+    max_steps = smoke_cfg.trainer.max_steps
     train_curve = read_curve(tmp_path / "a" / layout.PLOTS / "train_loss.csv")
-    assert [s for s, _ in train_curve] == [1, *range(smoke_cfg.train.log_every_steps, max_steps + 1,
-                                                     smoke_cfg.train.log_every_steps)]
+    assert [s for s, _ in train_curve] == [1, *range(smoke_cfg.trainer.log_every_n_steps, max_steps + 1,
+                                                     smoke_cfg.trainer.log_every_n_steps)]
     assert train_curve[-1][1] < train_curve[0][1] - 0.5
     val_curve = read_curve(tmp_path / "a" / layout.PLOTS / "val_loss.csv")
-    assert [s for s, _ in val_curve] == list(range(smoke_cfg.train.val_every_steps, max_steps + 1,
-                                                  smoke_cfg.train.val_every_steps))
+    assert [s for s, _ in val_curve] == list(range(smoke_cfg.trainer.val_check_interval, max_steps + 1,
+                                                  smoke_cfg.trainer.val_check_interval))
     assert val_curve[-1][1] < val_curve[0][1]
 
     metrics = json.loads((tmp_path / "a" / layout.metrics_file("train")).read_text(encoding="utf-8"))
@@ -90,7 +92,7 @@ def test_train_is_deterministic_and_the_loss_falls(tmp_path: Path, smoke_cfg: Di
 
 
 def test_final_val_loss_is_at_the_last_step(tmp_path: Path, smoke_cfg: DictConfig) -> None:
-    cfg = OmegaConf.merge(smoke_cfg, {"train": {"max_steps": 7, "val_every_steps": 5}})
+    cfg = OmegaConf.merge(smoke_cfg, {"trainer": {"max_steps": 7, "val_check_interval": 5}})
     write_tokens(tmp_path, smoke_cfg.tokenizer.pack.seq_length)
     run_train(context(tmp_path, cfg))
     assert [s for s, _ in read_curve(tmp_path / layout.PLOTS / "val_loss.csv")] == [5, 7]
@@ -98,7 +100,7 @@ def test_final_val_loss_is_at_the_last_step(tmp_path: Path, smoke_cfg: DictConfi
 
 
 def test_empty_val_split_trains_without_validation(tmp_path: Path, smoke_cfg: DictConfig) -> None:
-    cfg = OmegaConf.merge(smoke_cfg, {"train": {"max_steps": 3}})
+    cfg = OmegaConf.merge(smoke_cfg, {"trainer": {"max_steps": 3}})
     write_tokens(tmp_path, smoke_cfg.tokenizer.pack.seq_length, val=0)
     run_train(context(tmp_path, cfg))
     assert read_curve(tmp_path / layout.PLOTS / "val_loss.csv") == []
@@ -149,8 +151,8 @@ def test_sampler_covers_each_sequence_once_per_pass() -> None:
 
 
 def test_lr_warms_up_then_decays_to_min_lr() -> None:
-    cfg = OptimConfig(lr=1.0, min_lr=0.1, warmup_steps=4, max_steps=20, weight_decay=0.1, betas=(0.9, 0.95))
-    rates = [lr_at(step, cfg) for step in range(21)]
+    cfg = OptimConfig(lr=1.0, min_lr=0.1, warmup_steps=4, weight_decay=0.1, betas=(0.9, 0.95))
+    rates = [lr_at(step, cfg, max_steps=20) for step in range(21)]
     assert rates[:5] == sorted(rates[:5]) and rates[4] == pytest.approx(1.0)
     assert rates[4:] == sorted(rates[4:], reverse=True)
     assert rates[20] == pytest.approx(0.1)

@@ -25,6 +25,7 @@ parts and domains are not matched.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 _LOCAL_RUN = r"[A-Za-z0-9_%+\-]*[A-Za-z0-9_%+]"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
@@ -37,6 +38,14 @@ EMAIL = re.compile(
     rf"(?:{_LABEL}\.){{1,10}}{_TLD}"
     rf"(?![\w\-@(\[]|\.[A-Za-z0-9])"
 )
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    """The `clean` config section."""
+
+    # What every email address is replaced by.
+    email_placeholder: str
 
 
 def find_emails(text: str) -> list[str]:

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from pathlib import Path
 
 import pyarrow as pa
 
-from starbuild.clean.pii import redact_emails
+from starbuild.clean.pii import CleanConfig, redact_emails
 from starbuild.core import layout, schemas
-from starbuild.core.shards import atomic_output, read_shard, write_shard
-from starbuild.core.stage import StageContext, StageError
-from starbuild.shards.executor import map_shards
+from starbuild.core.stage import StageContext
+from starbuild.executors import make_executor
+from starbuild.shards.pipeline import transform_shards
 
 log = logging.getLogger(__name__)
 
 
-def clean_shard(task: tuple[str, str, str]) -> dict[str, int]:
-    """Redact one shard into its output path; return its counts (runs in a worker process)."""
-    src, dst, placeholder = task
-    table = read_shard(Path(src))
+def clean_table(table: pa.Table, placeholder: str) -> tuple[pa.Table, dict[str, int]]:
+    """`table` with every email in `content` replaced by `placeholder`, and the shard's counts."""
     contents, redactions = [], []
     for text in table.column("content").to_pylist():
         if text is None:
@@ -34,8 +32,7 @@ def clean_shard(task: tuple[str, str, str]) -> dict[str, int]:
     index = table.schema.get_field_index("content")
     table = table.set_column(index, "content", pa.array(contents, pa.large_string()))
     table = table.append_column("pii_redactions", pa.array(redactions, pa.int32()))
-    write_shard(table.select(schemas.CLEAN.names).cast(schemas.CLEAN), Path(dst))
-    return {
+    return table.select(schemas.CLEAN.names).cast(schemas.CLEAN), {
         "files": table.num_rows,
         "files_with_emails": sum(n > 0 for n in redactions),
         "emails_redacted": sum(redactions),
@@ -44,20 +41,19 @@ def clean_shard(task: tuple[str, str, str]) -> dict[str, int]:
 
 def run_clean(ctx: StageContext) -> None:
     """Write data/clean/: data/dedup/ with emails replaced by the placeholder, shard for shard."""
-    placeholder = ctx.cfg.clean.email_placeholder
-    if not isinstance(placeholder, str):
-        raise StageError('clean.email_placeholder must be a string, e.g. "<EMAIL>" (conf/clean/)')
+    placeholder = ctx.section("clean", CleanConfig).email_placeholder
+    executor = make_executor(ctx.cfg.executor)
     shards = ctx.input_shards(layout.DEDUP, schemas.DEDUP)
     log.info("redacting emails in %d shards from %s", len(shards), layout.DEDUP)
-    with atomic_output(ctx.output(layout.CLEAN)) as tmp:
-        tasks = [(str(shard), str(tmp / shard.name), placeholder) for shard in shards]
-        per_shard = map_shards(clean_shard, tasks, ctx.cfg.executor, desc="clean")
-    metrics = {key: sum(counts[key] for counts in per_shard) for key in per_shard[0]}
+    metrics = transform_shards(
+        shards, ctx.output(layout.CLEAN), functools.partial(clean_table, placeholder=placeholder), executor,
+        desc="clean",
+    )
     log.info(
         "redacted %d emails in %d of %d files -> %s",
         metrics["emails_redacted"],
         metrics["files_with_emails"],
         metrics["files"],
-        layout.CLEAN,
+        ctx.output(layout.CLEAN),
     )
     ctx.write_metrics(metrics)

@@ -1,14 +1,23 @@
-"""Compose `conf/` with Hydra exactly as `dvc exp run` does, and write `params.yaml`."""
+"""Compose `conf/` with Hydra exactly as `dvc exp run` does, write `params.yaml`, read typed sections."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import re
 import sys
 from pathlib import Path
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 CONFIG_NAME = "config"
+# Registers the typed schema with Hydra's ConfigStore. Imported by name, only to compose: no stage
+# run by DVC composes (they read params.yaml), so the schema module is no stage's code dependency.
+SCHEMA_MODULE = "starbuild.conf_schema"
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -51,15 +60,75 @@ def compose(overrides: list[str] | None = None, conf_dir: Path | None = None) ->
     overrides = list(overrides or [])
     conf_dir = Path(conf_dir or find_repo_root() / "conf").resolve()
     check_group_overrides(overrides, conf_dir)
+    register_schema()
     try:
         # version_base=None and to_yaml below match dvc/utils/hydra.py byte for byte.
         with initialize_config_dir(str(conf_dir), version_base=None):
             cfg = hydra_compose(config_name=CONFIG_NAME, overrides=overrides)
-    except HydraException as err:
-        first_line = str(err).strip().splitlines()[0]
-        raise ConfigError(f"{first_line} (check the override or the files in {conf_dir})") from err
-    OmegaConf.resolve(cfg)
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(composition_error(err, conf_dir)) from err
+    importlib.import_module(SCHEMA_MODULE).check_sections(cfg)
     return cfg
+
+
+def register_schema() -> None:
+    """Put the typed schema (`starbuild_schema`) into Hydra's ConfigStore before composing."""
+    importlib.import_module(SCHEMA_MODULE)
+
+
+def composition_error(err: Exception, conf_dir: Path) -> str:
+    """One line for a failed composition: what is wrong, the key, and the file or override to fix."""
+    # Hydra puts the file ("In 'group/option'") or the override first and OmegaConf's reason after,
+    # in the same message or in the cause.
+    text = "\n".join(str(e).strip() for e in (err, err.__cause__) if e is not None)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    source = re.match(r"In '([^']+)': ", lines[0])
+    override = re.search(r"override (?:of )?'?([^'\s]+=[^'\s]*)", lines[0]) or re.search(r"use \+(\S+)", text)
+    reason = next((line for line in lines[1:] if not line.startswith(("To append", "full_key", "reference_type",
+                                                                      "object_type"))), None)
+    message = reason or (lines[0][source.end():] if source else lines[0])
+    key = re.search(r"full_key: (\S+)", text)
+    if key and key.group(1) not in message:
+        message = f"{key.group(1)}: {message}"
+    if source:
+        where = f"fix conf/{source.group(1)}.yaml"
+    elif override:
+        where = f"fix the override `{override.group(1)}`"
+    else:
+        where = f"check the override or the files in {conf_dir}"
+    return f"{message} ({where})"
+
+
+def locate(target: str) -> Any:
+    """The object a `_target_` names (`package.module.Name`), imported; ImportError if there is none."""
+    module, _, name = target.rpartition(".")
+    if not module:
+        raise ImportError(f"'{target}' is not a dotted path module.Class")
+    return getattr(importlib.import_module(module), name)
+
+
+def typed_section(cfg: Any, key: str, schema: type[T]) -> T:
+    """The section `key` of a composed config as a `schema` instance, its types and values checked.
+
+    A wrong key, type or value raises ConfigError naming `key` and the conf/ group to fix.
+    """
+    node = OmegaConf.select(cfg, key) if isinstance(cfg, DictConfig) else cfg[key]
+    group = key.split(".")[0]
+    if node is None:
+        raise ConfigError(f"the config has no `{key}` section; add it under conf/{group}/")
+    try:
+        structured = OmegaConf.structured(schema)
+        OmegaConf.set_readonly(structured, False)
+        # A plain copy: the node may carry the composition schema's own (same-named) type.
+        values = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        return OmegaConf.to_object(OmegaConf.merge(structured, values))
+    except (OmegaConfBaseException, TypeError, ValueError) as err:
+        # Schema checks in __post_init__ start their message with the field's name.
+        detail = str(err).strip().splitlines()[0]
+        full_key = getattr(err, "full_key", None)
+        message = f"{key}.{full_key}: {detail}" if full_key else f"{key}.{detail}"
+        raise ConfigError(f"{message}; fix conf/{group}/") from err
 
 
 def render(cfg: DictConfig) -> str:

@@ -1,6 +1,11 @@
 """Where every stage reads and writes, relative to the repository root (dvc.yaml mirrors this)."""
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 RAW = Path("data/raw")
 FILTERED = Path("data/filtered")
@@ -8,6 +13,10 @@ DEDUP = Path("data/dedup")
 DEDUP_CLUSTERS = Path("data/dedup_clusters")
 CLEAN = Path("data/clean")
 DOCS = Path("data/docs")
+# The splits of data/docs/ and data/tokens/: repositories are held out for validation whole.
+TRAIN = "train"
+VAL = "val"
+SPLITS = (TRAIN, VAL)
 TOKENS = Path("data/tokens")
 TOKENIZER = Path("models/tokenizer")
 # The HF `tokenizers` file, in models/tokenizer/ and in the exported models/hf/.
@@ -18,25 +27,28 @@ METRICS = Path("metrics")
 PLOTS = Path("plots")
 REPORTS = Path("reports")
 
-# Which stage produces each path, so a missing input can name the command that makes it.
-PRODUCER = {
-    RAW: "pull",
-    FILTERED: "filter",
-    DEDUP: "dedup",
-    CLEAN: "clean",
-    DOCS: "format",
-    TOKENIZER: "tokenizer",
-    TOKENS: "tokenize",
-    CHECKPOINTS: "train",
-    HF_MODEL: "export",
-}
+# The DAG itself (stage names, order, outs) lives in dvc.yaml alone; these read it.
+DVC_YAML = "dvc.yaml"
 
 
-def producer_of(path: Path) -> str | None:
-    """The stage that writes `path` or the table directory it lies in, if any."""
-    for candidate in (Path(path), *Path(path).parents):
-        if candidate in PRODUCER:
-            return PRODUCER[candidate]
+def dag_stages(root: Path) -> dict[str, dict[str, Any]]:
+    """The stages of `root`/dvc.yaml in file order (the order they run in), each with its spec."""
+    return yaml.safe_load((Path(root) / DVC_YAML).read_text(encoding="utf-8"))["stages"]
+
+
+def declared_paths(spec: dict[str, Any], kind: str) -> list[Path]:
+    """The paths a stage declares under `kind` (outs, metrics, plots or deps), flags dropped."""
+    return [Path(next(iter(entry)) if isinstance(entry, dict) else entry) for entry in spec.get(kind, [])]
+
+
+def producer_of(path: Path, root: Path) -> str | None:
+    """The stage that writes `path` or the directory it lies in, according to dvc.yaml (if there is one)."""
+    if not (Path(root) / DVC_YAML).is_file():
+        return None
+    for stage, spec in dag_stages(root).items():
+        for out in declared_paths(spec, "outs") + declared_paths(spec, "metrics"):
+            if out == Path(path) or out in Path(path).parents:
+                return stage
     return None
 
 

@@ -18,13 +18,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 from omegaconf import DictConfig
 
 from starbuild.core import layout
-from starbuild.core.config import ConfigError, check_group_overrides, find_repo_root
+from starbuild.core.config import ConfigError, check_group_overrides, find_repo_root, register_schema, typed_section
 from starbuild.core.schemas import SchemaMismatch, validate
 from starbuild.core.shards import atomic_file, list_shards
 
@@ -39,14 +39,11 @@ PARAMS_MODE_OVERRIDES = [
 
 log = logging.getLogger("starbuild")
 
+T = TypeVar("T")
+
 
 class StageError(RuntimeError):
     """A stage cannot run (missing input, bad configuration); the message names the fix."""
-
-
-def _command_making(rel: Path) -> str:
-    producer = layout.producer_of(rel)
-    return f"`dvc repro {producer}`" if producer else "`dvc repro`"
 
 
 @dataclass(frozen=True)
@@ -58,21 +55,44 @@ class StageContext:
     root: Path
     out_root: Path
 
+    def _command_making(self, rel: Path) -> str:
+        producer = layout.producer_of(rel, self.root)
+        return f"`dvc repro {producer}`" if producer else "`dvc repro`"
+
     def input(self, rel: Path) -> Path:
         """An input path under the repository; fail clearly if the producing stage has not run."""
         path = self.root / rel
         if not path.exists():
-            raise StageError(f"{rel} does not exist; run {_command_making(rel)} first (or `make repro`)")
+            raise StageError(f"{rel} does not exist; run {self._command_making(rel)} first (or `make repro`)")
         return path
 
     def input_shards(self, rel: Path, schema: pa.Schema) -> list[Path]:
-        """The shards of an input table, each validated against `schema`; fail clearly if there are none."""
+        """The shards of an input table, each validated against `schema`; fail clearly if there are none.
+
+        A shard that is not readable Parquet (truncated, overwritten) fails here, in one line naming
+        it, before any work starts.
+        """
         shards = list_shards(self.input(rel))
         if not shards:
-            raise StageError(f"{rel} has no shards; run {_command_making(rel)} first")
+            raise StageError(f"{rel} has no shards; run {self._command_making(rel)} first")
         for shard in shards:
-            validate(shard, schema)
+            try:
+                validate(shard, schema)
+            except (pa.ArrowException, OSError) as err:
+                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                rebuild = f"dvc repro -f -s {layout.producer_of(rel, self.root) or ''}".strip()
+                raise StageError(
+                    f"{shard.relative_to(self.root)} is not a readable Parquet shard ({reason}); "
+                    f"restore it with `dvc checkout {rel}` or rebuild it with `{rebuild}`"
+                ) from err
         return shards
+
+    def section(self, key: str, schema: type[T]) -> T:
+        """The config section `key` as a checked `schema` instance; a bad key or value is a StageError naming it."""
+        try:
+            return typed_section(self.cfg, key, schema)
+        except ConfigError as err:
+            raise StageError(str(err)) from err
 
     def output(self, rel: Path) -> Path:
         """Where this run writes `rel`."""
@@ -87,7 +107,7 @@ class StageContext:
         return path
 
 
-def _prepare_argv(root: Path) -> bool:
+def _prepare_argv(root: Path, name: str) -> bool:
     """Adjust sys.argv for the DVC mode; return whether the stage runs against params.yaml."""
     args = sys.argv[1:]
     pairs = {"=".join(args[i : i + 2]) for i in range(len(args) - 1)}
@@ -97,6 +117,10 @@ def _prepare_argv(root: Path) -> bool:
     else:
         overrides = [a for a in args if not a.startswith("-") and "=" in a]
         check_group_overrides(overrides, root / "conf")
+        # By hand, conf/ is composed: its typed schema must be registered first. Every stage script
+        # is one Hydra app, so the job (and its outputs/<job>/ and multirun/<job>/) is named here.
+        register_schema()
+        sys.argv[1:] = [*args, f"hydra.job.name={name}"]
     return params_mode
 
 
@@ -107,7 +131,7 @@ def stage_app(name: str, run: Callable[[StageContext], None]) -> None:
 
     try:
         root = find_repo_root()
-        params_mode = _prepare_argv(root)
+        params_mode = _prepare_argv(root, name)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
@@ -12,7 +13,7 @@ from tqdm import tqdm
 
 from starbuild.core import layout, schemas
 from starbuild.core.shards import atomic_output, read_shard, shard_name, write_shard
-from starbuild.core.stage import StageContext, StageError
+from starbuild.core.stage import StageContext
 from starbuild.dedup.exact import clusters, counts, decide, kept_rows
 
 log = logging.getLogger(__name__)
@@ -20,11 +21,20 @@ log = logging.getLogger(__name__)
 METHODS = ("exact",)
 
 
+@dataclass(frozen=True)
+class DedupConfig:
+    """The `dedup` config section."""
+
+    method: str
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method '{self.method}' is unknown; use one of {', '.join(METHODS)}")
+
+
 def run_dedup(ctx: StageContext) -> None:
     """Write data/dedup/ (shard i = the surviving rows of filtered shard i) and the cluster table."""
-    method = ctx.cfg.dedup.method
-    if method not in METHODS:
-        raise StageError(f"dedup.method '{method}' is unknown; use one of {', '.join(METHODS)} (conf/dedup/)")
+    ctx.section("dedup", DedupConfig)
     shards = ctx.input_shards(layout.FILTERED, schemas.FILTERED)
     log.info("deduplicating %d shards from %s", len(shards), layout.FILTERED)
 
@@ -56,7 +66,7 @@ def run_dedup(ctx: StageContext) -> None:
         totals["kept_files"],
         totals["input_files"],
         totals["clusters"],
-        layout.DEDUP,
-        layout.DEDUP_CLUSTERS,
+        ctx.output(layout.DEDUP),
+        ctx.output(layout.DEDUP_CLUSTERS),
     )
     ctx.write_metrics(metrics)

@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM
 from starbuild.core import layout, schemas
 from starbuild.core.stage import StageContext, StageError
 from starbuild.eval.val_loss import (
+    EvalConfig,
     iter_val_texts,
     score_windows,
     token_byte_lengths,
@@ -19,18 +20,12 @@ from starbuild.eval.val_loss import (
 
 log = logging.getLogger(__name__)
 
-VAL_SPLIT = "val"
-
-
 def run_eval(ctx: StageContext) -> None:
     """Score the exported model on non-overlapping windows of the val token stream."""
-    cfg = ctx.cfg.eval
-    seq_length, max_tokens, batch_size = int(cfg.seq_length), int(cfg.max_tokens), int(cfg.batch_size)
-    if seq_length < 1 or max_tokens < seq_length or batch_size < 1:
-        raise StageError("eval needs 1 ≤ eval.seq_length ≤ eval.max_tokens and eval.batch_size ≥ 1; "
-                         "fix conf/eval/")
+    cfg = ctx.section("eval", EvalConfig)
+    seq_length, max_tokens, batch_size = cfg.seq_length, cfg.max_tokens, cfg.batch_size
     hf_dir = ctx.input(layout.HF_MODEL)
-    val_shards = ctx.input_shards(layout.DOCS / VAL_SPLIT, schemas.DOCS)
+    val_shards = ctx.input_shards(layout.DOCS / layout.VAL, schemas.DOCS)
 
     model = AutoModelForCausalLM.from_pretrained(hf_dir).to(cfg.device).eval()
     if seq_length > model.config.max_position_embeddings:

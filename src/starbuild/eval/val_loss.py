@@ -18,6 +18,25 @@ from tqdm import tqdm
 READ_BATCH_ROWS = 64
 
 
+@dataclass(frozen=True)
+class EvalConfig:
+    """The `eval` config section."""
+
+    batch_size: int
+    # Tokens scored per window (the model reads this many; windows do not overlap).
+    seq_length: int
+    # Stop after this many evaluated tokens (whole windows).
+    max_tokens: int
+    # Where the model runs: cpu, or cuda when a GPU is there.
+    device: str
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1, got {self.batch_size}")
+        if not 1 <= self.seq_length <= self.max_tokens:
+            raise ValueError(f"seq_length must be within [1, max_tokens={self.max_tokens}], got {self.seq_length}")
+
+
 def token_byte_lengths(tokenizer: Tokenizer) -> np.ndarray:
     """UTF-8 bytes each token id stands for (index = id).
 

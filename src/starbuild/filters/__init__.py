@@ -1,1 +1,1 @@
-"""File-level quality filters (The Stack v2 basic filters) expressed as DuckDB SQL."""
+"""File-level quality filters (The Stack v2 basic filters): rule objects run as one DuckDB query per shard."""

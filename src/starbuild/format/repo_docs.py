@@ -11,12 +11,7 @@ import hashlib
 import random
 from collections.abc import Iterable, Sequence
 
-# The stage's `format` params do not include the tokenizer section, so the markers are written
-# here; they equal ids 0, 5 and 6 of tokenizer.bpe.special_tokens (conf/tokenizer/bpe.yaml,
-# StarCoder2's ids), which a test checks.
-END_OF_TEXT = "<|endoftext|>"
-REPO_NAME = "<repo_name>"
-FILE_SEP = "<file_sep>"
+from starbuild.special_tokens import END_OF_TEXT, FILE_SEP, REPO_NAME
 
 
 def repo_rng(seed: int, repo_name: str) -> random.Random:

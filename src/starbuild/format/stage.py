@@ -18,38 +18,24 @@ from starbuild.format.repo_docs import render_document, repo_rng, val_repos
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val")
-
-
 @dataclass(frozen=True)
-class FormatParams:
-    """The `format` config section (and the global seed), checked once."""
+class FormatConfig:
+    """The `format` config section."""
 
-    seed: int
+    # Chance that a document carries `<repo_name>` and file paths (StarCoder2 §5.1).
     metadata_probability: float
+    # Share of repositories held out for validation.
     val_fraction: float
+    # Documents per output shard of each split.
     docs_per_shard: int
 
-    @classmethod
-    def from_cfg(cls, cfg: Any) -> FormatParams:
-        """Read and check the params; raise StageError naming the bad key."""
-        section = cfg.format
-        try:
-            params = cls(
-                seed=int(cfg.seed),
-                metadata_probability=float(section.metadata_probability),
-                val_fraction=float(section.val_fraction),
-                docs_per_shard=int(section.docs_per_shard),
-            )
-        except (AttributeError, KeyError, TypeError, ValueError) as err:
-            raise StageError(f"format config is incomplete or mistyped ({err}); fix conf/format/") from err
-        if not 0.0 <= params.metadata_probability <= 1.0:
-            raise StageError("format.metadata_probability must be within [0, 1] (conf/format/)")
-        if not 0.0 <= params.val_fraction < 1.0:
-            raise StageError("format.val_fraction must be within [0, 1) (conf/format/)")
-        if params.docs_per_shard < 1:
-            raise StageError("format.docs_per_shard must be at least 1 (conf/format/)")
-        return params
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.metadata_probability <= 1.0:
+            raise ValueError(f"metadata_probability must be within [0, 1], got {self.metadata_probability}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be within [0, 1), got {self.val_fraction}")
+        if self.docs_per_shard < 1:
+            raise ValueError(f"docs_per_shard must be at least 1, got {self.docs_per_shard}")
 
 
 def repo_order(shards: list[Path]) -> tuple[list[str], int]:
@@ -134,25 +120,26 @@ class SplitWriter:
 
 def run_format(ctx: StageContext) -> None:
     """Write data/docs/{train,val}/: one document per repository of data/clean/."""
-    params = FormatParams.from_cfg(ctx.cfg)
+    params = ctx.section("format", FormatConfig)
+    seed = int(ctx.cfg.seed)
     shards = ctx.input_shards(layout.CLEAN, schemas.CLEAN)
     names, missing = repo_order(shards)
     if not names:
         raise StageError(f"{layout.CLEAN} holds no files; check the sources and filters upstream")
-    held_out = val_repos(names, params.seed, params.val_fraction)
+    held_out = val_repos(names, seed, params.val_fraction)
     log.info("formatting %d repositories (%d val) from %d shards", len(names), len(held_out), len(shards))
 
     files = 0
     with atomic_output(ctx.output(layout.DOCS)) as tmp:
-        writers = {split: SplitWriter(tmp / split, split, params.docs_per_shard) for split in SPLITS}
+        writers = {split: SplitWriter(tmp / split, split, params.docs_per_shard) for split in layout.SPLITS}
         for repo_name, repo_files in tqdm(iter_repos(shards), total=len(names), desc="format", unit="repo"):
-            text = render_document(repo_name, repo_files, repo_rng(params.seed, repo_name), params.metadata_probability)
-            writers["val" if repo_name in held_out else "train"].add(repo_name, len(repo_files), text)
+            text = render_document(repo_name, repo_files, repo_rng(seed, repo_name), params.metadata_probability)
+            writers[layout.VAL if repo_name in held_out else layout.TRAIN].add(repo_name, len(repo_files), text)
             files += len(repo_files)
         for writer in writers.values():
             writer.close()
 
-    train, val = writers["train"], writers["val"]
+    train, val = writers[layout.TRAIN], writers[layout.VAL]
     metrics = {
         "repos": len(names),
         "train_repos": train.docs,
@@ -164,5 +151,5 @@ def run_format(ctx: StageContext) -> None:
         "files": files,
         "dropped": {"missing_repo_name": missing},
     }
-    log.info("wrote %d train and %d val documents -> %s", train.docs, val.docs, layout.DOCS)
+    log.info("wrote %d train and %d val documents -> %s", train.docs, val.docs, ctx.output(layout.DOCS))
     ctx.write_metrics(metrics)

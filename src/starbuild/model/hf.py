@@ -8,13 +8,13 @@ from pathlib import Path
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast, Starcoder2Config, Starcoder2ForCausalLM
 
-from starbuild.model.starcoder2 import ModelConfig, StarCoder2
+from starbuild.model.starcoder2 import HIDDEN_ACT, ModelConfig, StarCoder2
+from starbuild.special_tokens import END_OF_TEXT, FIM_PAD
 
 # StarCoder2's conventions: <|endoftext|> opens, ends and stands in for unknown text; the FIM pad
 # token is the one special token that never carries content, so it pads batches.
-EOS_TOKEN = "<|endoftext|>"
-PAD_TOKEN = "<fim_pad>"
-HIDDEN_ACT = "gelu_pytorch_tanh"
+EOS_TOKEN = END_OF_TEXT
+PAD_TOKEN = FIM_PAD
 
 
 @dataclass(frozen=True)

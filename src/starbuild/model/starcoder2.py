@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# transformers' name for the MLP's activation (MLP.forward): GELU with the tanh approximation.
+HIDDEN_ACT = "gelu_pytorch_tanh"
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -36,16 +39,16 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
-                f"model.hidden_size ({self.hidden_size}) must be a multiple of "
-                f"model.num_attention_heads ({self.num_attention_heads})"
+                f"hidden_size ({self.hidden_size}) must be a multiple of "
+                f"num_attention_heads ({self.num_attention_heads})"
             )
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
-                f"model.num_attention_heads ({self.num_attention_heads}) must be a multiple of "
-                f"model.num_key_value_heads ({self.num_key_value_heads})"
+                f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
+                f"num_key_value_heads ({self.num_key_value_heads})"
             )
         if self.head_dim % 2:
-            raise ValueError(f"head size {self.head_dim} must be even for RoPE; change model.hidden_size")
+            raise ValueError(f"hidden_size / num_attention_heads = {self.head_dim} must be even for RoPE")
 
     @property
     def head_dim(self) -> int:
@@ -125,7 +128,7 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.use_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """c_fc -> GELU (tanh approximation, HF's gelu_pytorch_tanh) -> c_proj."""
+        """c_fc -> GELU (tanh approximation: HIDDEN_ACT) -> c_proj."""
         return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
 
 

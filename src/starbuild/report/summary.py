@@ -5,9 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-# The order stages run in; each one's metrics/<stage>.json becomes a section.
-STAGES = ("pull", "filter", "dedup", "clean", "format", "tokenize", "train", "eval")
-
 
 def flatten(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     """Nested metrics as (dotted key, scalar) pairs in sorted key order."""
@@ -51,13 +48,13 @@ def _origins_table(origins: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def render(metrics_by_stage: Mapping[str, Mapping[str, Any]]) -> str:
-    """The whole report for the metrics of each stage that has them."""
+    """The whole report: a section per stage with metrics, in the mapping's (the DAG's) order."""
     lines = ["# starbuild report", ""]
     evaluation = metrics_by_stage.get("eval", {})
     if evaluation:
         lines += ["## Headline", ""] + _table(flatten(evaluation)) + [""]
-    for stage in STAGES:
-        metrics = dict(metrics_by_stage.get(stage, {}))
+    for stage in metrics_by_stage:
+        metrics = dict(metrics_by_stage[stage])
         if not metrics:
             continue
         origins = metrics.pop("origins", None)

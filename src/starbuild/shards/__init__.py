@@ -1,1 +1,1 @@
-"""Running work over shards: executors and the read-transform-write skeleton."""
+"""Running work over shards: the read-transform-write-count skeleton (executors live in starbuild.executors)."""

@@ -7,7 +7,6 @@ Heritage sources (graph export, The Stack v2 index, Web API) plug in here as fur
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +19,27 @@ from starbuild.swh import licenses
 from starbuild.swh.hashing import directory_swhid
 from starbuild.swh.origins import Origin, OriginFile, resolve, walk_directory, walk_git
 from starbuild.swh.records import file_row, finish_rows, skip_reason
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """The `source` config section; `origins` entries are checked when they are resolved."""
+
+    kind: str
+    # Files of this size or more are skipped and counted.
+    max_file_bytes: int
+    # Raw shards are cut when they reach this many content bytes.
+    shard_target_bytes: int
+    # Names never part of an origin (glob patterns).
+    exclude: list[str]
+    origins: list[Any]
+
+    def __post_init__(self) -> None:
+        if self.kind not in SOURCES:
+            raise ValueError(f"kind '{self.kind}' is unknown; choose one of: {', '.join(SOURCES)}")
+        for key in ("max_file_bytes", "shard_target_bytes"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
@@ -52,13 +72,13 @@ class Source(Protocol):
 class LocalSource:
     """Origins that are local directories or git repositories (`source.kind: local`)."""
 
-    def __init__(self, cfg: Mapping[str, Any], repo_root: Path) -> None:
+    def __init__(self, cfg: SourceConfig, repo_root: Path) -> None:
         self.cfg = cfg
         self.repo_root = repo_root
 
     def origins(self) -> list[Origin]:
         """Resolve every configured origin; names must be unique."""
-        origins = [resolve(entry, i, self.repo_root) for i, entry in enumerate(self.cfg["origins"])]
+        origins = [resolve(entry, i, self.repo_root) for i, entry in enumerate(self.cfg.origins)]
         names = [o.name for o in origins]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -69,7 +89,7 @@ class LocalSource:
         """Walk the origin, keep its text files and write their rows to `destination`."""
         rows: list[dict[str, Any]] = []
         dropped: dict[str, int] = {}
-        max_bytes = int(self.cfg["max_file_bytes"])
+        max_bytes = self.cfg.max_file_bytes
 
         def on_file(file: OriginFile) -> None:
             reason = skip_reason(file, max_bytes)
@@ -81,7 +101,7 @@ class LocalSource:
         if origin.is_git:
             snapshot = walk_git(origin, on_file)
         else:
-            snapshot = walk_directory(origin, list(self.cfg["exclude"]), on_file)
+            snapshot = walk_directory(origin, list(self.cfg.exclude), on_file)
         rows = finish_rows(rows, snapshot)
         pq.write_table(pa.Table.from_pylist(rows, schema=schemas.RAW), destination)
         languages: dict[str, int] = {}
@@ -104,9 +124,6 @@ class LocalSource:
 SOURCES = {"local": LocalSource}
 
 
-def make_source(cfg: Mapping[str, Any], repo_root: Path) -> Source:
-    """The source named by `source.kind`."""
-    kind = cfg["kind"]
-    if kind not in SOURCES:
-        raise ValueError(f"unknown source.kind '{kind}'; choose one of: {', '.join(SOURCES)}")
-    return SOURCES[kind](cfg, repo_root)
+def make_source(cfg: SourceConfig, repo_root: Path) -> Source:
+    """The source named by `source.kind` (SourceConfig checks that it is one of SOURCES)."""
+    return SOURCES[cfg.kind](cfg, repo_root)

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 from starbuild.core import layout, schemas
 from starbuild.core.shards import atomic_output, shard_name, write_shard
 from starbuild.core.stage import StageContext, StageError
-from starbuild.shards.executor import map_shards
+from starbuild.executors import make_executor
 from starbuild.swh.origins import Origin, OriginError
-from starbuild.swh.source import OriginSummary, Source, make_source
+from starbuild.swh.source import OriginSummary, Source, SourceConfig, make_source
 
 log = logging.getLogger(__name__)
 
@@ -66,23 +66,22 @@ def run_pull(ctx: StageContext) -> None:
     """Pull every origin, then write `data/raw/` and the pull metrics."""
     cfg = ctx.cfg
     try:
-        source = make_source(cfg.source, ctx.root)
+        source = make_source(ctx.section("source", SourceConfig), ctx.root)
         origins = source.origins()
     except (OriginError, ValueError) as err:
         raise StageError(str(err)) from err
+    executor = make_executor(cfg.executor)
     log.info("pulling %d origins", len(origins))
     with atomic_output(ctx.output(layout.RAW)) as tmp:
         staging = tmp / "_origins"
         staging.mkdir()
         staged = [staging / f"{i:05d}.parquet" for i in range(len(origins))]
         tasks = [(source, origin, path) for origin, path in zip(origins, staged, strict=True)]
-        try:
-            summaries = map_shards(_pull_one, tasks, cfg.executor, desc="origins")
-        except OriginError as err:
-            raise StageError(str(err)) from err
+        # An origin that fails in a worker surfaces as one line naming it (TaskFailed, a StageError).
+        summaries = executor.map(_pull_one, tasks, desc="origins", labels=[o.name for o in origins])
         shards = write_raw_shards(staged, tmp, int(cfg.source.shard_target_bytes))
         shutil.rmtree(staging)
-    log.info("wrote %d shards to %s", shards, layout.RAW)
+    log.info("wrote %d shards to %s", shards, ctx.output(layout.RAW))
     ctx.write_metrics(pull_metrics(summaries, shards))
 
 

@@ -4,15 +4,33 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from starbuild.core.layout import TOKENIZER_FILE
+from starbuild.special_tokens import SPECIAL_TOKENS
 
-# Every repository document written by the format stage ends with this token.
-EOS_TOKEN = "<|endoftext|>"
 BYTE_ALPHABET_SIZE = 256
+
+
+@dataclass(frozen=True)
+class BpeConfig:
+    """The `tokenizer.bpe` config section: how large a vocabulary to learn, from how frequent pairs."""
+
+    vocab_size: int
+    min_frequency: int
+
+    def __post_init__(self) -> None:
+        floor = BYTE_ALPHABET_SIZE + len(SPECIAL_TOKENS)
+        if self.vocab_size <= floor:
+            raise ValueError(
+                f"vocab_size={self.vocab_size} leaves no room for merges; raise it above {floor} "
+                f"({BYTE_ALPHABET_SIZE} bytes + {len(SPECIAL_TOKENS)} special tokens)"
+            )
+        if self.min_frequency < 1:
+            raise ValueError(f"min_frequency={self.min_frequency} must be at least 1")
 
 
 def build_tokenizer() -> Tokenizer:
@@ -29,22 +47,6 @@ def build_tokenizer() -> Tokenizer:
     return tokenizer
 
 
-def check_bpe_config(vocab_size: int, min_frequency: int, special_tokens: Sequence[str]) -> None:
-    """Fail with one line naming the fix when the BPE settings cannot give the promised vocab."""
-    if len(set(special_tokens)) != len(special_tokens) or not all(special_tokens):
-        raise ValueError("tokenizer.bpe.special_tokens must be distinct non-empty strings")
-    if EOS_TOKEN not in special_tokens:
-        raise ValueError(f"tokenizer.bpe.special_tokens must include {EOS_TOKEN} (documents end with it)")
-    floor = BYTE_ALPHABET_SIZE + len(special_tokens)
-    if vocab_size <= floor:
-        raise ValueError(
-            f"tokenizer.bpe.vocab_size={vocab_size} leaves no room for merges; raise it above {floor} "
-            f"({BYTE_ALPHABET_SIZE} bytes + {len(special_tokens)} special tokens)"
-        )
-    if min_frequency < 1:
-        raise ValueError(f"tokenizer.bpe.min_frequency={min_frequency} must be at least 1")
-
-
 def without_special_tokens(texts: Iterable[str], special_tokens: Sequence[str]) -> Iterator[str]:
     """The pieces of each text between special tokens, so merges are never spent on their spelling."""
     splitter = re.compile("|".join(re.escape(token) for token in special_tokens))
@@ -54,21 +56,18 @@ def without_special_tokens(texts: Iterable[str], special_tokens: Sequence[str]) 
                 yield piece
 
 
-def train_bpe(
-    texts: Iterable[str], vocab_size: int, min_frequency: int, special_tokens: Sequence[str]
-) -> Tokenizer:
-    """Train a byte-level BPE on `texts` (streamed) with `special_tokens` at ids 0..n-1."""
-    check_bpe_config(vocab_size, min_frequency, special_tokens)
+def train_bpe(texts: Iterable[str], config: BpeConfig) -> Tokenizer:
+    """Train a byte-level BPE on `texts` (streamed) with StarCoder2's special tokens at ids 0..8."""
     tokenizer = build_tokenizer()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=list(special_tokens),
+        vocab_size=config.vocab_size,
+        min_frequency=config.min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(without_special_tokens(texts, special_tokens), trainer=trainer)
-    check_special_ids(tokenizer, special_tokens)
+    tokenizer.train_from_iterator(without_special_tokens(texts, SPECIAL_TOKENS), trainer=trainer)
+    check_special_ids(tokenizer, SPECIAL_TOKENS)
     return tokenizer
 
 

@@ -7,14 +7,31 @@ On disk, `data/tokens/<split>.bin` is a headerless little-endian array of shape
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from starbuild.core.layout import SPLITS
+
 META_FILE = "meta.json"
-SPLITS = ("train", "val")
 UINT16_MAX_VOCAB = 2**16
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    """The `tokenizer.pack` config section."""
+
+    # Tokens in every packed training sequence.
+    seq_length: int
+    # Documents are encoded in batches of about this many UTF-8 bytes (bounds memory only).
+    encode_chunk_bytes: int
+
+    def __post_init__(self) -> None:
+        for key in ("seq_length", "encode_chunk_bytes"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}={getattr(self, key)} must be a positive integer")
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

@@ -1,28 +1,21 @@
-"""The `tokenizer` stage (train the BPE) and the `tokenize` stage (pack documents into token rows)."""
+"""The `tokenizer` stage: train the byte-level BPE on the train documents."""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from starbuild.core import layout, schemas
 from starbuild.core.shards import atomic_output
 from starbuild.core.stage import StageContext, StageError
-from starbuild.tokenizer import bpe, pack
-from starbuild.tokenizer.docs import DROP_REASONS, shard_texts
+from starbuild.tokenizer import bpe
+from starbuild.tokenizer.docs import shard_texts
 
 log = logging.getLogger(__name__)
-
-TRAIN_SPLIT = "train"
-
 
 def _train_texts(shards: list[Path], dropped: Counter[str], seen: Counter[str]) -> Iterator[str]:
     """The train documents, shard by shard, counting what was used and skipped."""
@@ -35,23 +28,16 @@ def _train_texts(shards: list[Path], dropped: Counter[str], seen: Counter[str]) 
 
 def run_tokenizer(ctx: StageContext) -> None:
     """Train the byte-level BPE on the train documents and write models/tokenizer/tokenizer.json."""
-    cfg = ctx.cfg.tokenizer.bpe
-    vocab_size, min_frequency = int(cfg.vocab_size), int(cfg.min_frequency)
-    special_tokens = [str(token) for token in cfg.special_tokens]
-    try:
-        bpe.check_bpe_config(vocab_size, min_frequency, special_tokens)
-    except ValueError as err:
-        raise StageError(str(err)) from err
-
-    shards = ctx.input_shards(layout.DOCS / TRAIN_SPLIT, schemas.DOCS)
+    config = ctx.section("tokenizer.bpe", bpe.BpeConfig)
+    vocab_size = config.vocab_size
+    shards = ctx.input_shards(layout.DOCS / layout.TRAIN, schemas.DOCS)
     log.info("training BPE (vocab %d, min_frequency %d) on %d train shards", vocab_size,
-             min_frequency, len(shards))
+             config.min_frequency, len(shards))
     dropped: Counter[str] = Counter()
     seen: Counter[str] = Counter()
-    tokenizer = bpe.train_bpe(_train_texts(shards, dropped, seen), vocab_size, min_frequency,
-                              special_tokens)
+    tokenizer = bpe.train_bpe(_train_texts(shards, dropped, seen), config)
     if not seen["docs"]:
-        raise StageError(f"{layout.DOCS / TRAIN_SPLIT} holds no non-empty document; add origins")
+        raise StageError(f"{layout.DOCS / layout.TRAIN} holds no non-empty document; add origins")
     actual = tokenizer.get_vocab_size()
     log.info("trained on %d docs (%d bytes), skipped %s; vocab size %d (asked %d)", seen["docs"],
              seen["bytes"], dict(sorted(dropped.items())) or "none", actual, vocab_size)
@@ -63,115 +49,3 @@ def run_tokenizer(ctx: StageContext) -> None:
     with atomic_output(out) as tmp:
         (tmp / layout.TOKENIZER_FILE).write_bytes(bpe.tokenizer_json(tokenizer).encode("utf-8"))
     log.info("wrote %s", out / layout.TOKENIZER_FILE)
-
-
-@dataclass
-class SplitStats:
-    """What tokenizing one split read, produced and dropped."""
-
-    docs: int = 0
-    bytes: int = 0
-    eos_appended: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
-
-    def metrics(self, packer: pack.Packer) -> dict[str, Any]:
-        """This split's metrics: docs, tokens, sequences, dropped tail and bytes per token."""
-        return {
-            "docs": self.docs,
-            "docs_dropped": {reason: self.dropped[reason] for reason in DROP_REASONS},
-            "eos_appended": self.eos_appended,
-            "bytes": self.bytes,
-            "tokens": packer.tokens,
-            "sequences": packer.sequences,
-            "packed_tokens": packer.packed_tokens,
-            "dropped_tail_tokens": packer.dropped_tail,
-            "bytes_per_token": round(self.bytes / packer.tokens, 4) if packer.tokens else 0.0,
-        }
-
-
-def _chunks(docs: Iterator[tuple[str, int]], chunk_bytes: int) -> Iterator[tuple[list[str], int]]:
-    """Group documents into batches of about `chunk_bytes` (with their size) to bound encodings."""
-    batch: list[str] = []
-    size = 0
-    for text, length in docs:
-        batch.append(text)
-        size += length
-        if size >= chunk_bytes:
-            yield batch, size
-            batch, size = [], 0
-    if batch:
-        yield batch, size
-
-
-def _encode_chunk(tokenizer: Tokenizer, texts: list[str], eos_id: int, stats: SplitStats) -> np.ndarray:
-    """The ids of `texts` in order, each document closed by the end-of-text token."""
-    parts = []
-    for encoding in tokenizer.encode_batch_fast(texts, add_special_tokens=False):
-        ids = encoding.ids
-        # Documents already end with <|endoftext|>; one that does not still gets a boundary.
-        if not ids or ids[-1] != eos_id:
-            ids = [*ids, eos_id]
-            stats.eos_appended += 1
-        parts.append(np.asarray(ids, dtype=np.int64))
-    return np.concatenate(parts)
-
-
-def tokenize_split(
-    tokenizer: Tokenizer, shards: list[Path], packer: pack.Packer, chunk_bytes: int, desc: str
-) -> SplitStats:
-    """Encode every document of `shards` in shard then row order and feed the ids to `packer`."""
-    stats = SplitStats()
-    eos_id = tokenizer.token_to_id(bpe.EOS_TOKEN)
-    for shard in tqdm(shards, desc=desc, unit="shard"):
-        docs = shard_texts(shard, stats.dropped)
-        for texts, size in _chunks(docs, chunk_bytes):
-            stats.docs += len(texts)
-            stats.bytes += size
-            packer.add(_encode_chunk(tokenizer, texts, eos_id, stats))
-    return stats
-
-
-def _check_pack_config(cfg: Any) -> tuple[int, int]:
-    """seq_length and encode_chunk_bytes, or a StageError naming the param to fix."""
-    seq_length, chunk_bytes = int(cfg.seq_length), int(cfg.encode_chunk_bytes)
-    if seq_length < 1:
-        raise StageError(f"tokenizer.pack.seq_length={seq_length} must be a positive integer")
-    if chunk_bytes < 1:
-        raise StageError(f"tokenizer.pack.encode_chunk_bytes={chunk_bytes} must be a positive integer")
-    return seq_length, chunk_bytes
-
-
-def run_tokenize(ctx: StageContext) -> None:
-    """Encode the train and val documents and pack them into data/tokens/{train,val}.bin + meta.json."""
-    seq_length, chunk_bytes = _check_pack_config(ctx.cfg.tokenizer.pack)
-    tokenizer = bpe.load_tokenizer(ctx.input(layout.TOKENIZER))
-    if tokenizer.token_to_id(bpe.EOS_TOKEN) is None:
-        raise StageError(f"{layout.TOKENIZER} lacks {bpe.EOS_TOKEN}; run `dvc repro tokenizer`")
-    vocab_size = tokenizer.get_vocab_size()
-    dtype = pack.token_dtype(vocab_size)
-
-    meta: dict[str, Any] = {"dtype": dtype.name, "seq_length": seq_length, "vocab_size": vocab_size,
-                            "dropped_tail_tokens": {}}
-    metrics: dict[str, Any] = {"dtype": dtype.name, "seq_length": seq_length, "vocab_size": vocab_size}
-    out = ctx.output(layout.TOKENS)
-    with atomic_output(out) as tmp:
-        for split in pack.SPLITS:
-            shards = ctx.input_shards(layout.DOCS / split, schemas.DOCS)
-            log.info("tokenizing %s: %d shards", split, len(shards))
-            with pack.bin_file(tmp, split).open("wb") as handle:
-                packer = pack.Packer(handle, seq_length, dtype)
-                stats = tokenize_split(tokenizer, shards, packer, chunk_bytes, f"tokenize: {split}")
-            if packer.sequences == 0:
-                raise StageError(
-                    f"the {split} split has {packer.tokens} tokens ({stats.docs} docs), fewer tokens "
-                    f"than seq_length={seq_length}: lower tokenizer.pack.seq_length or add origins"
-                )
-            meta[f"{split}_sequences"] = packer.sequences
-            meta[f"{split}_tokens"] = packer.packed_tokens
-            meta["dropped_tail_tokens"][split] = packer.dropped_tail
-            metrics[split] = stats.metrics(packer)
-            log.info("%s: %d docs -> %d tokens -> %d sequences of %d (%d tail tokens dropped)", split,
-                     stats.docs, packer.tokens, packer.sequences, seq_length, packer.dropped_tail)
-        pack.write_meta(tmp, meta)
-    log.info("wrote %s", out)
-    ctx.write_metrics(metrics)

@@ -21,7 +21,7 @@ class LossCurves(L.Callback):
 
     def __init__(self, every: int) -> None:
         if every < 1:
-            raise ValueError(f"train.log_every_steps must be ≥ 1, got {every}")
+            raise ValueError(f"trainer.log_every_n_steps must be ≥ 1, got {every}")
         self.every = every
         self.train: Curve = []
         self.val: Curve = []

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from starbuild.core.layout import SPLITS, TRAIN, VAL
 from starbuild.tokenizer.pack import open_tokens, read_meta
 
 
@@ -69,7 +70,7 @@ class TokenDataModule(L.LightningDataModule):
 
     def check_files(self) -> None:
         """Open every non-empty split once, so a truncated file fails before training starts."""
-        for split in ("train", "val"):
+        for split in SPLITS:
             self._dataset(split)
 
     def _dataset(self, split: str) -> TokenSequences:
@@ -80,10 +81,10 @@ class TokenDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """One pass of max_steps batches: the Trainer stops at max_steps."""
-        dataset = self._dataset("train")
+        dataset = self._dataset(TRAIN)
         sampler = SeededEpochSampler(len(dataset), self.max_steps * self.batch_size, self.seed)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         """Val sequences in file order; the Trainer's limit_val_batches bounds how many."""
-        return DataLoader(self._dataset("val"), batch_size=self.batch_size, shuffle=False)
+        return DataLoader(self._dataset(VAL), batch_size=self.batch_size, shuffle=False)

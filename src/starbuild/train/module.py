@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import torch
 
 from starbuild.model.starcoder2 import ModelConfig, StarCoder2, next_token_loss
+from starbuild.train.config import OptimConfig
 
 
-@dataclass(frozen=True)
-class OptimConfig:
-    """Optimizer and schedule settings (the `train` config section)."""
-
-    lr: float
-    min_lr: float
-    warmup_steps: int
-    max_steps: int
-    weight_decay: float
-    betas: tuple[float, float]
-
-
-def lr_at(step: int, cfg: OptimConfig) -> float:
+def lr_at(step: int, cfg: OptimConfig, max_steps: int) -> float:
     """Learning rate at optimizer step `step` (0-based): linear warmup, then cosine to min_lr."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / (cfg.warmup_steps + 1)
-    decay_steps = max(1, cfg.max_steps - cfg.warmup_steps)
+    decay_steps = max(1, max_steps - cfg.warmup_steps)
     progress = min(1.0, (step - cfg.warmup_steps) / decay_steps)
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
 
@@ -36,10 +24,11 @@ def lr_at(step: int, cfg: OptimConfig) -> float:
 class CausalLM(L.LightningModule):
     """Trains a StarCoder2 on packed sequences: predict token t+1 from tokens ≤ t."""
 
-    def __init__(self, model_config: ModelConfig, optim: OptimConfig) -> None:
+    def __init__(self, model_config: ModelConfig, optim: OptimConfig, max_steps: int) -> None:
         super().__init__()
         self.net = StarCoder2(model_config)
         self.optim = optim
+        self.max_steps = max_steps
 
     def _loss(self, batch: torch.Tensor) -> torch.Tensor:
         return next_token_loss(self.net(batch[:, :-1]), batch[:, 1:])
@@ -63,6 +52,6 @@ class CausalLM(L.LightningModule):
         ]
         optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, betas=self.optim.betas)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_at(step, self.optim) / self.optim.lr
+            optimizer, lambda step: lr_at(step, self.optim, self.max_steps) / self.optim.lr
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

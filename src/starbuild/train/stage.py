@@ -7,42 +7,23 @@ import warnings
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 from starbuild.core import layout
 from starbuild.core.shards import atomic_output
 from starbuild.core.stage import StageContext, StageError
 from starbuild.model.checkpoint import save_checkpoint
 from starbuild.model.starcoder2 import ModelConfig
+from starbuild.train.config import OptimConfig, TrainConfig, TrainerConfig
 from starbuild.train.curves import LossCurves, write_curve
 from starbuild.train.data import TokenDataModule
-from starbuild.train.module import CausalLM, OptimConfig
+from starbuild.train.module import CausalLM
 
 log = logging.getLogger(__name__)
 
 TRAIN_CURVE = layout.PLOTS / "train_loss.csv"
 VAL_CURVE = layout.PLOTS / "val_loss.csv"
-
-
-def model_config(cfg: DictConfig) -> ModelConfig:
-    """The ModelConfig of the `model` section; a bad shape fails as a StageError."""
-    try:
-        return ModelConfig.from_mapping(OmegaConf.to_container(cfg.model, resolve=True))
-    except (TypeError, ValueError) as err:
-        raise StageError(f"bad model config: {err}; fix conf/model/") from err
-
-
-def optim_config(cfg: DictConfig) -> OptimConfig:
-    """The optimizer and schedule settings of the `train` section."""
-    beta1, beta2 = cfg.train.betas
-    return OptimConfig(
-        lr=float(cfg.train.lr),
-        min_lr=float(cfg.train.min_lr),
-        warmup_steps=int(cfg.train.warmup_steps),
-        max_steps=int(cfg.train.max_steps),
-        weight_decay=float(cfg.train.weight_decay),
-        betas=(float(beta1), float(beta2)),
-    )
 
 
 def check_tokens_fit(meta: dict[str, Any], config: ModelConfig) -> None:
@@ -62,21 +43,14 @@ def check_tokens_fit(meta: dict[str, Any], config: ModelConfig) -> None:
         raise StageError("data/tokens holds no train sequences; add data or lower tokenizer.pack.seq_length")
 
 
-def build_trainer(cfg: DictConfig, curves: LossCurves, val_batches: int) -> L.Trainer:
-    """A Trainer that writes nothing to disk by itself (no logger, no Lightning checkpoints)."""
-    max_steps = int(cfg.train.max_steps)
-    return L.Trainer(
-        accelerator=cfg.train.accelerator,
-        devices=cfg.train.devices,
-        precision=cfg.train.precision,
-        max_steps=max_steps,
-        deterministic=True,
-        gradient_clip_val=float(cfg.train.grad_clip),
+def build_trainer(section: DictConfig, settings: TrainerConfig, curves: LossCurves, val_batches: int) -> L.Trainer:
+    """The Trainer of the `trainer` section, writing nothing to disk by itself (no logger, no checkpoints)."""
+    return instantiate(
+        section,
         # Lightning rejects an interval longer than the single epoch of max_steps batches.
-        val_check_interval=min(int(cfg.train.val_every_steps), max_steps),
+        val_check_interval=min(settings.val_check_interval, settings.max_steps),
         limit_val_batches=val_batches,
         num_sanity_val_steps=0,
-        log_every_n_steps=int(cfg.train.log_every_steps),
         enable_checkpointing=False,
         logger=False,
         enable_model_summary=False,
@@ -89,23 +63,26 @@ def run_train(ctx: StageContext) -> None:
     """Train the model on data/tokens; write the checkpoint, the loss curves and the metrics."""
     cfg = ctx.cfg
     tokens_dir = ctx.input(layout.TOKENS)
-    config = model_config(cfg)
+    config = ctx.section("model", ModelConfig)
+    settings = ctx.section("trainer", TrainerConfig)
+    optim = ctx.section("optim", OptimConfig)
+    train = ctx.section("train", TrainConfig)
     try:
-        data = TokenDataModule(tokens_dir, int(cfg.train.batch_size), int(cfg.train.max_steps), int(cfg.seed))
+        data = TokenDataModule(tokens_dir, train.batch_size, settings.max_steps, int(cfg.seed))
         data.check_files()
     except (OSError, KeyError, ValueError) as err:
         raise StageError(f"cannot read {layout.TOKENS} ({err}); rerun `dvc repro tokenize`") from err
     check_tokens_fit(data.meta, config)
-    val_batches = int(cfg.train.val_batches) if data.split_size("val") else 0
+    val_batches = settings.limit_val_batches if data.split_size(layout.VAL) else 0
     if not val_batches:
-        log.warning("data/tokens holds no val sequences (or train.val_batches is 0): no validation")
+        log.warning("data/tokens holds no val sequences (or trainer.limit_val_batches is 0): no validation")
     log.info("read %s: %d train / %d val sequences of %d tokens", tokens_dir,
-             data.split_size("train"), data.split_size("val"), data.meta["seq_length"])
+             data.split_size(layout.TRAIN), data.split_size(layout.VAL), data.meta["seq_length"])
 
     L.seed_everything(int(cfg.seed), workers=True)
-    module = CausalLM(config, optim_config(cfg))
-    curves = LossCurves(int(cfg.train.log_every_steps))
-    trainer = build_trainer(cfg, curves, val_batches)
+    module = CausalLM(config, optim, settings.max_steps)
+    curves = LossCurves(settings.log_every_n_steps)
+    trainer = build_trainer(cfg.trainer, settings, curves, val_batches)
     with warnings.catch_warnings():
         # Workers would only copy rows out of a memory map; the main process does it as fast.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")

@@ -1,0 +1,57 @@
+"""`LocalExecutor`: a process pool on this machine (`conf/executor/local.yaml`)."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tqdm import tqdm
+
+from starbuild.executors import Executor, TaskFailed, task_labels
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class LocalExecutor(Executor):
+    """Up to `workers` forked processes, one task at a time each; `workers: 1` runs in this process."""
+
+    workers: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
+
+    def map(
+        self, fn: Callable[[T], R], tasks: Sequence[T], desc: str, labels: Sequence[str] | None = None
+    ) -> list[R]:
+        """`fn(task)` for every task, in task order, with a progress bar."""
+        names = task_labels(tasks, labels)
+        if min(self.workers, len(tasks)) <= 1:
+            results = []
+            for task, label in zip(tqdm(tasks, desc=desc, unit="shard"), names, strict=True):
+                try:
+                    results.append(fn(task))
+                except Exception as err:
+                    raise TaskFailed(desc, label, err) from err
+            return results
+        # fork is safe here: shard workers import no threaded runtime (torch, tokenizers).
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), mp_context=context) as pool:
+            futures = [pool.submit(fn, task) for task in tasks]
+            try:
+                results = []
+                for future, label in zip(tqdm(futures, desc=desc, unit="shard"), names, strict=True):
+                    try:
+                        results.append(future.result())
+                    except Exception as err:
+                        raise TaskFailed(desc, label, err) from err
+                return results
+            except BaseException:
+                # Fail fast: tasks not yet started would only delay the error.
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise

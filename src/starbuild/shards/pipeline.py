@@ -1,0 +1,51 @@
+"""The shard skeleton every table-to-table stage shares: read a shard, transform it, write it, count."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from starbuild.core.shards import atomic_output, read_shard, write_shard
+from starbuild.executors import Executor
+
+# One shard's table in, the table to write and its counts (ints, or nested dicts of ints) out.
+ShardFn = Callable[[pa.Table], tuple[pa.Table, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class _ShardJob:
+    """Picklable worker: read `src`, apply `fn`, write `dst`, return the counts."""
+
+    fn: ShardFn
+
+    def __call__(self, paths: tuple[Path, Path]) -> dict[str, Any]:
+        src, dst = paths
+        table, counts = self.fn(read_shard(src))
+        write_shard(table, dst)
+        return counts
+
+
+def sum_counts(per_shard: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Sum count dicts key by key, nested dicts included; a key missing from a shard counts as 0."""
+    total: dict[str, Any] = {}
+    for counts in per_shard:
+        for key, value in counts.items():
+            if isinstance(value, Mapping):
+                total[key] = sum_counts([total.get(key, {}), value])
+            else:
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+def transform_shards(
+    shards: Sequence[Path], out_dir: Path, fn: ShardFn, executor: Executor, desc: str
+) -> dict[str, Any]:
+    """Write `fn` of every shard under its own name in `out_dir` (atomically); return the summed counts."""
+    with atomic_output(out_dir) as tmp:
+        tasks = [(Path(src), tmp / Path(src).name) for src in shards]
+        per_shard = executor.map(_ShardJob(fn), tasks, desc=desc, labels=[str(src) for src in shards])
+    return sum_counts(per_shard)

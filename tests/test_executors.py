@@ -1,0 +1,98 @@
+"""Executors: results in task order, one-line errors naming the failing task, built from conf/executor/."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from omegaconf import OmegaConf
+
+from starbuild.core.stage import StageError
+from starbuild.executors import Executor, TaskFailed, make_executor
+from starbuild.executors.local import LocalExecutor
+from tests.conftest import REPO_ROOT
+
+
+def slow_square(x: int) -> tuple[int, int]:
+    # Earlier tasks sleep longer, so with 2 workers they finish after later ones.
+    time.sleep(0.02 * (6 - x) if x < 6 else 0)
+    return x * x, os.getpid()
+
+
+def fail_on_three(path: str) -> str:
+    if path.endswith("part-00003.parquet"):
+        raise ValueError("bad row group\nat offset 7")
+    return path
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_results_in_task_order(workers):
+    results = LocalExecutor(workers=workers).map(slow_square, list(range(10)), desc="test")
+    assert [square for square, _ in results] == [x * x for x in range(10)]
+    pids = {pid for _, pid in results}
+    assert (pids == {os.getpid()}) if workers == 1 else (os.getpid() not in pids)
+
+
+def test_no_tasks_and_more_workers_than_tasks():
+    assert LocalExecutor(workers=4).map(slow_square, [], desc="test") == []
+    assert LocalExecutor(workers=8).map(slow_square, [6, 7], desc="test")[1][0] == 49
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_task_is_one_line_naming_it(workers):
+    paths = [f"data/raw/part-{i:05d}.parquet" for i in range(6)]
+    with pytest.raises(TaskFailed) as caught:
+        LocalExecutor(workers=workers).map(fail_on_three, paths, desc="filter", labels=paths)
+    assert isinstance(caught.value, StageError)
+    assert str(caught.value) == "filter: data/raw/part-00003.parquet failed: ValueError: bad row group / at offset 7"
+    assert isinstance(caught.value.__cause__, ValueError)
+
+
+def test_labels_default_to_the_task_index_and_must_match_the_tasks():
+    with pytest.raises(TaskFailed, match=r"^x: task 1 failed: ValueError"):
+        LocalExecutor(workers=1).map(fail_on_three, ["a", "part-00003.parquet"], desc="x")
+    with pytest.raises(ValueError, match="1 labels for 2 tasks"):
+        LocalExecutor(workers=1).map(fail_on_three, ["a", "b"], desc="x", labels=["a"])
+
+
+def test_every_conf_file_builds_an_executor():
+    files = sorted((REPO_ROOT / "conf" / "executor").glob("*.yaml"))
+    assert files
+    for path in files:
+        assert isinstance(make_executor(OmegaConf.load(path)), Executor), path
+    assert make_executor({"_target_": "starbuild.executors.local.LocalExecutor", "workers": 3}) == LocalExecutor(3)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"_target_": "starbuild.executors.ray.RayExecutor"},
+         r"cannot import executor\._target_ 'starbuild\.executors\.ray\.RayExecutor'"),
+        ({"_target_": "collections.OrderedDict"}, r"'collections\.OrderedDict' is not an Executor class"),
+        ({"name": "local", "workers": 2}, r"has no `_target_`"),
+        ({"_target_": "starbuild.executors.local.LocalExecutor", "workers": 0}, r"executor\.workers must be"),
+        ({"_target_": "starbuild.executors.local.LocalExecutor", "workers": 2, "threads": 1},
+         r"unexpected keyword argument 'threads'"),
+    ],
+)
+def test_a_bad_executor_section_names_the_choices_and_the_file(monkeypatch, section, message):
+    monkeypatch.chdir(REPO_ROOT)  # make_executor finds conf/executor/ from the working directory
+    with pytest.raises(StageError, match=message) as caught:
+        make_executor(OmegaConf.create(section))
+    text = str(caught.value)
+    assert "\n" not in text
+    choices = ", ".join(sorted(p.stem for p in (REPO_ROOT / "conf" / "executor").glob("*.yaml")))
+    assert text.endswith(f"or choose another executor: {choices}")
+    assert "fix conf/executor/" in text
+
+
+def test_the_file_to_fix_is_the_one_holding_the_bad_target(monkeypatch, tmp_path):
+    conf = tmp_path / "conf" / "executor"
+    conf.mkdir(parents=True)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (conf / "local.yaml").write_text("_target_: starbuild.executors.local.LocalExecutor\nworkers: 2\n")
+    (conf / "cluster.yaml").write_text("_target_: starbuild.executors.cluster.Cluster\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StageError, match=r"fix conf/executor/cluster\.yaml or choose another executor: cluster, local"):
+        make_executor(OmegaConf.load(conf / "cluster.yaml"))
