@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Hydra overrides for `make params`, e.g. `make repro OVERRIDES="experiment=smoke"`.
 OVERRIDES ?=
 
-.PHONY: setup params repro test lint bench clean-venv
+.PHONY: setup params repro verify test lint bench clean-venv
 
 setup: $(INSTALLED)
 
@@ -28,6 +28,10 @@ repro: params
 	$(BIN)/dvc metrics show metrics/train.json metrics/eval.json
 	@echo "Every stage's counts: reports/summary.md (or \`dvc metrics show\` for all metrics files)."
 
+# Rebuild every stage in a fresh clone of HEAD and compare each out's md5 with the committed dvc.lock.
+verify: $(INSTALLED)
+	$(BIN)/python -m starbuild.verify
+
 lint: $(INSTALLED)
 	$(BIN)/ruff check src stages tests bench
 
@@ -36,6 +40,7 @@ test: lint
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/bench_hashing.py
+	$(BIN)/python bench/bench_pinning.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -20,6 +20,7 @@ from omegaconf import MISSING, DictConfig
 from starbuild.clean.pii import CleanConfig
 from starbuild.core.config import typed_section
 from starbuild.dedup.stage import DedupConfig
+from starbuild.determinism import RuntimeConfig
 from starbuild.eval.val_loss import EvalConfig
 from starbuild.format.stage import FormatConfig
 from starbuild.model.starcoder2 import ModelConfig
@@ -52,6 +53,7 @@ SECTIONS: dict[str, type] = {
     "optim": OptimConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
+    "runtime": RuntimeConfig,
 }
 
 
@@ -80,7 +82,7 @@ def _root_schema() -> type:
     ])
     sections = {key: mutable_schema(cls) for key, cls in SECTIONS.items() if "." not in key}
     order = ["source", "filter", "dedup", "clean", "format", "tokenizer", "model", "trainer", "optim",
-             "train", "eval"]
+             "train", "eval", "runtime"]
     types = {**sections, "filter": FilterSchema, "tokenizer": tokenizer}
     fields = [("seed", *node(int))] + [(key, *node(types[key])) for key in order] + [("executor", *node(Any))]
     return dataclasses.make_dataclass("StarbuildConfig", fields)

@@ -9,6 +9,7 @@ from transformers import AutoModelForCausalLM
 
 from starbuild.core import layout, schemas
 from starbuild.core.stage import StageContext, StageError
+from starbuild.determinism import environment, pin_stage
 from starbuild.eval.val_loss import (
     EvalConfig,
     iter_val_texts,
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 def run_eval(ctx: StageContext) -> None:
     """Score the exported model on non-overlapping windows of the val token stream."""
     cfg = ctx.section("eval", EvalConfig)
+    pin_stage(ctx, cfg.device)
     seq_length, max_tokens, batch_size = cfg.seq_length, cfg.max_tokens, cfg.batch_size
     hf_dir = ctx.input(layout.HF_MODEL)
     val_shards = ctx.input_shards(layout.DOCS / layout.VAL, schemas.DOCS)
@@ -52,4 +54,4 @@ def run_eval(ctx: StageContext) -> None:
     metrics = totals.metrics()
     log.info("val_loss %.4f nats/token, %.4f bits/byte over %d tokens", metrics["val_loss"],
              metrics["bits_per_byte"], metrics["tokens"])
-    ctx.write_metrics(metrics)
+    ctx.write_metrics({**metrics, "environment": environment(cfg.device)})

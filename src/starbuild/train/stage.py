@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from starbuild.core import layout
 from starbuild.core.shards import atomic_output
 from starbuild.core.stage import StageContext, StageError
+from starbuild.determinism import environment, pin_stage
 from starbuild.model.checkpoint import save_checkpoint
 from starbuild.model.starcoder2 import ModelConfig
 from starbuild.train.config import OptimConfig, TrainConfig, TrainerConfig
@@ -62,9 +63,11 @@ def build_trainer(section: DictConfig, settings: TrainerConfig, curves: LossCurv
 def run_train(ctx: StageContext) -> None:
     """Train the model on data/tokens; write the checkpoint, the loss curves and the metrics."""
     cfg = ctx.cfg
+    settings = ctx.section("trainer", TrainerConfig)
+    device = "cuda" if settings.accelerator in ("gpu", "cuda") else "cpu"
+    pin_stage(ctx, device)
     tokens_dir = ctx.input(layout.TOKENS)
     config = ctx.section("model", ModelConfig)
-    settings = ctx.section("trainer", TrainerConfig)
     optim = ctx.section("optim", OptimConfig)
     train = ctx.section("train", TrainConfig)
     try:
@@ -97,7 +100,7 @@ def run_train(ctx: StageContext) -> None:
     write_curve(ctx.output(VAL_CURVE), curves.val)
     log.info("wrote %s, %s, %s", ctx.output(layout.CHECKPOINTS), ctx.output(TRAIN_CURVE),
              ctx.output(VAL_CURVE))
-    ctx.write_metrics(train_metrics(curves, trainer.global_step, data, module))
+    ctx.write_metrics({**train_metrics(curves, trainer.global_step, data, module), "environment": environment(device)})
 
 
 def train_metrics(curves: LossCurves, steps: int, data: TokenDataModule, module: CausalLM) -> dict[str, Any]:
