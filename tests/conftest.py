@@ -6,14 +6,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from omegaconf import DictConfig
 
 from starbuild.core import layout
 from starbuild.core.config import compose
 from starbuild.core.stage import StageContext
+from starbuild.determinism import RuntimeConfig, pin
 from tests.factories import stage_context
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The train and eval stages pin torch's threads and CPU kernels before it computes. Tests run them
+# in this one process after other tests computed, so the process is pinned once, here, first, to
+# the default runtime section (the kernels cannot change once torch has used them).
+pin(RuntimeConfig(**yaml.safe_load((REPO_ROOT / "conf/runtime/default.yaml").read_text(encoding="utf-8"))))
 # The DAG's stages in order, and those that write metrics/<stage>.json: read from dvc.yaml.
 STAGES = list(layout.dag_stages(REPO_ROOT))
 METRICS_STAGES = [

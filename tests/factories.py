@@ -30,6 +30,21 @@ def stage_context(name: str, cfg: DictConfig, root: Path, out_root: Path | None 
     return StageContext(name=name, cfg=cfg, root=root, out_root=out_root or root)
 
 
+def copy_sources(dest: Path, skip: tuple[str, ...], root: Path | None = None) -> Path:
+    """Copy the project's files (git-tracked, or untracked and not ignored) into `dest`, except `skip` prefixes."""
+    root = root or Path(__file__).resolve().parents[1]
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True,
+                            text=True, check=True).stdout.splitlines()
+    for rel in listed:
+        source = root / rel
+        if rel.startswith(skip) or not source.is_file():
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    return dest
+
+
 def raw_row(repo_name: str, path: str, content: str, **overrides: Any) -> dict[str, Any]:
     """One row of the raw file table with honest hashes for `content`."""
     data = content.encode("utf-8")

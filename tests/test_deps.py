@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.conftest import REPO_ROOT
+from tests.factories import copy_sources
 from tests.imports import (
     covers,
     dep_problems,
@@ -32,7 +33,6 @@ from tests.imports import (
 if TYPE_CHECKING:
     from dvc.repo import Repo
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # Built by a run of the DAG: never copied into the project copy (dvc.lock is kept: it is the subject).
 OUTPUTS = ("data/", "models/", "metrics/", "plots/", "reports/", "outputs/", "multirun/")
 GIT_ENV = {"GIT_AUTHOR_NAME": "starbuild-test", "GIT_AUTHOR_EMAIL": "test@example.org",
@@ -100,15 +100,7 @@ def git(project: Path, *args: str) -> None:
 
 def copy_project(dest: Path, root: Path = REPO_ROOT) -> Path:
     """The project's sources (git-tracked or not ignored), dvc.yaml, dvc.lock and .dvc/ in a new git repo."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True,
-                            text=True, check=True).stdout.splitlines()
-    for rel in listed:
-        source = root / rel
-        if rel.startswith(OUTPUTS) or not source.is_file():
-            continue
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+    copy_sources(dest, OUTPUTS, root)
     git(dest, "init", "-q")
     git(dest, "add", "-A")
     git(dest, "commit", "-qm", "project copy")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,8 @@ import pytest
 import yaml
 
 from starbuild.core.config import compose, render
-from tests.conftest import REPO_ROOT, STAGES
+from tests.conftest import STAGES
+from tests.factories import copy_sources
 
 pytestmark = pytest.mark.e2e
 
@@ -49,15 +49,7 @@ def sh(project: Path, *cmd: str, timeout: int = 600, extra_env: dict[str, str] |
 
 def fresh_project(dest: Path) -> Path:
     """A new git repository holding the project's sources, with params composed for the smoke run."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT,
-                            capture_output=True, text=True, check=True).stdout.splitlines()
-    for rel in listed:
-        source = REPO_ROOT / rel
-        if rel.startswith(GENERATED) or not source.is_file():
-            continue
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+    copy_sources(dest, GENERATED)
     (dest / "params.yaml").write_text(render(compose([SMOKE], conf_dir=dest / "conf")), encoding="utf-8")
     sh(dest, "git", "init", "-q")
     sh(dest, "git", "add", "-A")

@@ -124,7 +124,8 @@ def test_eval_writes_sane_deterministic_metrics(built: Path, smoke_cfg: DictConf
     assert metrics_path.read_bytes() == first_bytes
 
     metrics = json.loads(first_bytes)
-    assert sorted(metrics) == ["bits_per_byte", "bytes", "tokens", "val_loss"]
+    assert sorted(metrics) == ["bits_per_byte", "bytes", "environment", "tokens", "val_loss"]
+    assert metrics["environment"]["cpu_isa"] == smoke_cfg.runtime.cpu_isa
     seq_length = smoke_cfg.eval.seq_length
     tokenizer = Tokenizer.from_file(str(built / layout.HF_MODEL / "tokenizer.json"))
     # The last document already ends with <|endoftext|>, the others get one appended.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from starbuild.core import layout
@@ -87,6 +88,8 @@ def test_train_is_deterministic_and_the_loss_falls(tmp_path: Path, smoke_cfg: Di
         "steps": max_steps,
         "tokens_seen": max_steps * smoke_cfg.train.batch_size * seq_length,
         "parameters": model.num_parameters(),
+        "environment": {"torch": torch.__version__, "device": "cpu", "threads": smoke_cfg.runtime.threads,
+                        "cpu_isa": smoke_cfg.runtime.cpu_isa, "deterministic": True},
     }
     assert model.config == ModelConfig.from_mapping(OmegaConf.to_container(smoke_cfg.model))
 
