@@ -115,6 +115,31 @@ def test_export_without_checkpoint_names_train(tmp_path: Path, smoke_cfg: DictCo
         run_export(context("export", tmp_path, smoke_cfg))
 
 
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    ("stage", "damaged", "out", "producer"),
+    [
+        ("export", layout.CHECKPOINTS / "model.safetensors", layout.CHECKPOINTS, "train"),
+        ("eval", layout.HF_MODEL / "model.safetensors", layout.HF_MODEL, "export"),
+        ("eval", layout.HF_MODEL / layout.TOKENIZER_FILE, layout.HF_MODEL, "export"),
+    ],
+)
+def test_a_damaged_model_input_fails_in_one_line_naming_it(
+    built: Path, smoke_cfg: DictConfig, stage: str, damaged: Path, out: Path, producer: str
+) -> None:
+    run_export(context("export", built, smoke_cfg))
+    truncate(built / damaged)
+    run = {"export": run_export, "eval": run_eval}[stage]
+    with pytest.raises(StageError) as info:
+        run(context(stage, built, smoke_cfg))
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{out} is not readable (")
+    assert message.endswith(f"restore it with `dvc checkout {out}` or rebuild it with `dvc repro -f -s {producer}`")
+
+
 def test_eval_writes_sane_deterministic_metrics(built: Path, smoke_cfg: DictConfig) -> None:
     run_export(context("export", built, smoke_cfg))
     metrics_path = built / layout.metrics_file("eval")

@@ -159,6 +159,16 @@ def test_document_without_end_token_gets_one(corpus: Path, make_context) -> None
     np.testing.assert_array_equal(rows, expected[: len(rows)])
 
 
+def test_a_damaged_tokenizer_fails_in_one_line_naming_it(corpus: Path, make_context) -> None:
+    tokenizer_json = corpus / layout.TOKENIZER / layout.TOKENIZER_FILE
+    tokenizer_json.write_text(tokenizer_json.read_text()[:100])
+    with pytest.raises(StageError, match=r"^models/tokenizer/tokenizer.json is not readable \(Exception: .*\); "
+                                         r"restore it with `dvc checkout models/tokenizer` or rebuild it with "
+                                         r"`dvc repro -f -s tokenizer`$"):
+        run_tokenize(make_context("tokenize"))
+    assert not (corpus / layout.TOKENS).exists()
+
+
 def test_split_smaller_than_one_row_fails_with_the_fix(corpus: Path, make_context, smoke_cfg) -> None:
     write_docs(corpus, "val", [["<repo_name>x<file_sep>a.py\npass\n<|endoftext|>"]])
     with pytest.raises(StageError, match="val split has .* lower tokenizer.pack.seq_length or add origins"):

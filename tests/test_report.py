@@ -43,3 +43,8 @@ def test_run_report_writes_summary_and_fails_clearly_without_metrics(
         path.write_text(json.dumps({"count": 1}))
     run_report(ctx)
     assert "## eval" in (ctx.root / layout.REPORTS / "summary.md").read_text()
+    (ctx.root / layout.metrics_file("train")).write_text('{"count": ')
+    with pytest.raises(StageError, match=r"^metrics/train.json is not readable \(JSONDecodeError: .*\); restore it "
+                                         r"with `git checkout -- metrics/train.json` or rebuild it with "
+                                         r"`dvc repro -f -s train`$"):
+        run_report(ctx)

@@ -90,7 +90,7 @@ def test_truncated_input_shard_fails_in_one_line_naming_it(project: Path) -> Non
     result = run_stage(project, "filter", "--config-name=params")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(
-        "error: filter: data/raw/part-00000.parquet is not a readable Parquet shard ("
+        "error: filter: data/raw/part-00000.parquet is not readable (ArrowInvalid: "
     )
     assert result.stderr.strip().endswith("restore it with `dvc checkout data/raw` or rebuild it with "
                                           "`dvc repro -f -s pull`")

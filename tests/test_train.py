@@ -133,7 +133,8 @@ def test_truncated_tokens_fail_clearly(tmp_path: Path, smoke_cfg: DictConfig) ->
     write_tokens(tmp_path, smoke_cfg.tokenizer.pack.seq_length)
     train_bin = tmp_path / layout.TOKENS / "train.bin"
     train_bin.write_bytes(train_bin.read_bytes()[:-2])
-    with pytest.raises(StageError, match="dvc repro tokenize"):
+    with pytest.raises(StageError, match=r"^data/tokens is not readable \(.*\); restore it with `dvc checkout "
+                                         r"data/tokens` or rebuild it with `dvc repro -f -s tokenize`$"):
         run_train(context(tmp_path, smoke_cfg))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -41,15 +41,31 @@ def declared_paths(spec: dict[str, Any], kind: str) -> list[Path]:
     return [Path(next(iter(entry)) if isinstance(entry, dict) else entry) for entry in spec.get(kind, [])]
 
 
-def producer_of(path: Path, root: Path) -> str | None:
-    """The stage that writes `path` or the directory it lies in, according to dvc.yaml (if there is one)."""
+class Producer(NamedTuple):
+    """Which stage writes a path, the declared out holding it, and whether DVC caches that out."""
+
+    stage: str
+    out: Path
+    cached: bool
+
+
+def producing_out(path: Path, root: Path) -> Producer | None:
+    """The stage that writes `path` and the declared out it lies in, per dvc.yaml (if there is one)."""
     if not (Path(root) / DVC_YAML).is_file():
         return None
     for stage, spec in dag_stages(root).items():
-        for out in declared_paths(spec, "outs") + declared_paths(spec, "metrics"):
+        for entry in spec.get("outs", []) + spec.get("metrics", []) + spec.get("plots", []):
+            out = Path(next(iter(entry)) if isinstance(entry, dict) else entry)
             if out == Path(path) or out in Path(path).parents:
-                return stage
+                flags = next(iter(entry.values())) if isinstance(entry, dict) else None
+                return Producer(stage, out, (flags or {}).get("cache", True))
     return None
+
+
+def producer_of(path: Path, root: Path) -> str | None:
+    """The stage that writes `path` or the directory it lies in, according to dvc.yaml (if there is one)."""
+    found = producing_out(path, root)
+    return found.stage if found else None
 
 
 def metrics_file(stage: str) -> Path:

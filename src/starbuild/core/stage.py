@@ -12,10 +12,11 @@ Two ways to run a stage:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -76,16 +77,33 @@ class StageContext:
         if not shards:
             raise StageError(f"{rel} has no shards; run {self._command_making(rel)} first")
         for shard in shards:
-            try:
+            with self.reading(shard.relative_to(self.root)):
                 validate(shard, schema)
-            except (pa.ArrowException, OSError) as err:
-                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                rebuild = f"dvc repro -f -s {layout.producer_of(rel, self.root) or ''}".strip()
-                raise StageError(
-                    f"{shard.relative_to(self.root)} is not a readable Parquet shard ({reason}); "
-                    f"restore it with `dvc checkout {rel}` or rebuild it with `{rebuild}`"
-                ) from err
         return shards
+
+    @contextlib.contextmanager
+    def reading(self, rel: Path) -> Iterator[Path]:
+        """Read the input `rel` inside this block: any failure to read it (truncated, overwritten) becomes
+        one line naming it and the fix. Keep only the reading in the block."""
+        path = self.input(rel)
+        try:
+            yield path
+        except (StageError, SchemaMismatch):
+            raise
+        except Exception as err:  # whatever the reader raises: a damaged input is named, not a traceback
+            raise self._unreadable(rel, err) from err
+
+    def _unreadable(self, rel: Path, err: Exception) -> StageError:
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+        reason = f"{type(err).__name__}: {reason}" if reason else type(err).__name__
+        found = layout.producing_out(rel, self.root)
+        if found is None:
+            fix = "restore or rebuild it"
+        else:
+            # An out DVC does not cache (metrics) is kept by git.
+            restore = f"dvc checkout {found.out}" if found.cached else f"git checkout -- {found.out}"
+            fix = f"restore it with `{restore}` or rebuild it with `dvc repro -f -s {found.stage}`"
+        return StageError(f"{rel} is not readable ({reason}); {fix}")
 
     def section(self, key: str, schema: type[T]) -> T:
         """The config section `key` as a checked `schema` instance; a bad key or value is a StageError naming it."""

@@ -26,14 +26,14 @@ def run_eval(ctx: StageContext) -> None:
     cfg = ctx.section("eval", EvalConfig)
     pin_stage(ctx, cfg.device)
     seq_length, max_tokens, batch_size = cfg.seq_length, cfg.max_tokens, cfg.batch_size
-    hf_dir = ctx.input(layout.HF_MODEL)
     val_shards = ctx.input_shards(layout.DOCS / layout.VAL, schemas.DOCS)
-
-    model = AutoModelForCausalLM.from_pretrained(hf_dir).to(cfg.device).eval()
+    with ctx.reading(layout.HF_MODEL) as hf_dir:
+        model = AutoModelForCausalLM.from_pretrained(hf_dir)
+        tokenizer = Tokenizer.from_file(str(hf_dir / layout.TOKENIZER_FILE))
+    model = model.to(cfg.device).eval()
     if seq_length > model.config.max_position_embeddings:
         raise StageError(f"eval.seq_length {seq_length} exceeds the model's max_position_embeddings "
                          f"{model.config.max_position_embeddings}; lower eval.seq_length")
-    tokenizer = Tokenizer.from_file(str(hf_dir / layout.TOKENIZER_FILE))
     # The exported config names the end-of-text token; documents are separated by it.
     eos = tokenizer.id_to_token(model.config.eos_token_id)
     try:

@@ -16,14 +16,9 @@ log = logging.getLogger(__name__)
 
 def run_export(ctx: StageContext) -> None:
     """Write models/hf (Starcoder2ForCausalLM + tokenizer) from models/checkpoints."""
-    checkpoint_dir = ctx.input(layout.CHECKPOINTS)
-    tokenizer_file = ctx.input(layout.TOKENIZER) / layout.TOKENIZER_FILE
-    if not tokenizer_file.is_file():
-        raise StageError(f"{layout.TOKENIZER / layout.TOKENIZER_FILE} is missing; run `dvc repro tokenizer`")
-    try:
+    with ctx.reading(layout.CHECKPOINTS) as checkpoint_dir:
         model = load_checkpoint(checkpoint_dir)
-    except (OSError, ValueError) as err:
-        raise StageError(f"cannot read {layout.CHECKPOINTS}: {err}; rerun `dvc repro train`") from err
+    tokenizer_file = ctx.input(layout.TOKENIZER / layout.TOKENIZER_FILE)
     log.info("read %s (%d parameters) and %s", checkpoint_dir, model.num_parameters(), tokenizer_file)
     with atomic_output(ctx.output(layout.HF_MODEL)) as tmp:
         try:

@@ -22,9 +22,10 @@ def metrics_deps(root: Path, stage: str) -> list[Path]:
 
 def run_report(ctx: StageContext) -> None:
     """Read every metrics/<stage>.json the report depends on and write the Markdown summary."""
-    metrics = {
-        path.stem: json.loads(ctx.input(path).read_text(encoding="utf-8")) for path in metrics_deps(ctx.root, ctx.name)
-    }
+    metrics = {}
+    for rel in metrics_deps(ctx.root, ctx.name):
+        with ctx.reading(rel) as path:
+            metrics[rel.stem] = json.loads(path.read_text(encoding="utf-8"))
     with atomic_output(ctx.output(layout.REPORTS)) as tmp:
         (tmp / "summary.md").write_text(render(metrics), encoding="utf-8")
     log.info("wrote %s", ctx.output(layout.REPORTS) / "summary.md")

@@ -93,7 +93,8 @@ def run_tokenize(ctx: StageContext) -> None:
     """Encode the train and val documents and pack them into data/tokens/{train,val}.bin + meta.json."""
     config = ctx.section("tokenizer.pack", pack.PackConfig)
     seq_length, chunk_bytes = config.seq_length, config.encode_chunk_bytes
-    tokenizer = bpe.load_tokenizer(ctx.input(layout.TOKENIZER))
+    with ctx.reading(layout.TOKENIZER / layout.TOKENIZER_FILE) as path:
+        tokenizer = bpe.load_tokenizer(path.parent)
     if tokenizer.token_to_id(END_OF_TEXT) is None:
         raise StageError(f"{layout.TOKENIZER} lacks {END_OF_TEXT}; run `dvc repro tokenizer`")
     vocab_size = tokenizer.get_vocab_size()

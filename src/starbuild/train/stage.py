@@ -70,11 +70,9 @@ def run_train(ctx: StageContext) -> None:
     config = ctx.section("model", ModelConfig)
     optim = ctx.section("optim", OptimConfig)
     train = ctx.section("train", TrainConfig)
-    try:
+    with ctx.reading(layout.TOKENS):
         data = TokenDataModule(tokens_dir, train.batch_size, settings.max_steps, int(cfg.seed))
         data.check_files()
-    except (OSError, KeyError, ValueError) as err:
-        raise StageError(f"cannot read {layout.TOKENS} ({err}); rerun `dvc repro tokenize`") from err
     check_tokens_fit(data.meta, config)
     val_batches = settings.limit_val_batches if data.split_size(layout.VAL) else 0
     if not val_batches:
