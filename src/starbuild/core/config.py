@@ -60,7 +60,7 @@ def compose(overrides: list[str] | None = None, conf_dir: Path | None = None) ->
     overrides = list(overrides or [])
     conf_dir = Path(conf_dir or find_repo_root() / "conf").resolve()
     check_group_overrides(overrides, conf_dir)
-    register_schema()
+    schema = register_schema()
     try:
         # version_base=None and to_yaml below match dvc/utils/hydra.py byte for byte.
         with initialize_config_dir(str(conf_dir), version_base=None):
@@ -68,13 +68,13 @@ def compose(overrides: list[str] | None = None, conf_dir: Path | None = None) ->
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(composition_error(err, conf_dir)) from err
-    importlib.import_module(SCHEMA_MODULE).check_sections(cfg)
+    schema.check_sections(cfg)
     return cfg
 
 
-def register_schema() -> None:
-    """Put the typed schema (`starbuild_schema`) into Hydra's ConfigStore before composing."""
-    importlib.import_module(SCHEMA_MODULE)
+def register_schema() -> Any:
+    """Put the typed schema (`starbuild_schema`) into Hydra's ConfigStore before composing; return its module."""
+    return importlib.import_module(SCHEMA_MODULE)
 
 
 def composition_error(err: Exception, conf_dir: Path) -> str:
@@ -139,7 +139,7 @@ def render(cfg: DictConfig) -> str:
 def main(argv: list[str] | None = None) -> int:
     """`python -m starbuild.core.config [overrides…]`: write (or `--check`) params.yaml."""
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=small train.lr=1e-3")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=small optim.lr=1e-3")
     parser.add_argument("--output", default="params.yaml")
     parser.add_argument("--check", action="store_true", help="fail if the file differs")
     args = parser.parse_args(argv)

@@ -36,9 +36,18 @@ def dag_stages(root: Path) -> dict[str, dict[str, Any]]:
     return yaml.safe_load((Path(root) / DVC_YAML).read_text(encoding="utf-8"))["stages"]
 
 
+def declared(spec: dict[str, Any], kind: str) -> list[tuple[Path, dict[str, Any]]]:
+    """What a stage declares under `kind` (outs, metrics, plots or deps): each path with its flags."""
+    entries = []
+    for entry in spec.get(kind, []):
+        path, flags = next(iter(entry.items())) if isinstance(entry, dict) else (entry, None)
+        entries.append((Path(path), flags or {}))
+    return entries
+
+
 def declared_paths(spec: dict[str, Any], kind: str) -> list[Path]:
-    """The paths a stage declares under `kind` (outs, metrics, plots or deps), flags dropped."""
-    return [Path(next(iter(entry)) if isinstance(entry, dict) else entry) for entry in spec.get(kind, [])]
+    """The paths a stage declares under `kind`, flags dropped."""
+    return [path for path, _ in declared(spec, kind)]
 
 
 class Producer(NamedTuple):
@@ -54,11 +63,9 @@ def producing_out(path: Path, root: Path) -> Producer | None:
     if not (Path(root) / DVC_YAML).is_file():
         return None
     for stage, spec in dag_stages(root).items():
-        for entry in spec.get("outs", []) + spec.get("metrics", []) + spec.get("plots", []):
-            out = Path(next(iter(entry)) if isinstance(entry, dict) else entry)
+        for out, flags in declared(spec, "outs") + declared(spec, "metrics") + declared(spec, "plots"):
             if out == Path(path) or out in Path(path).parents:
-                flags = next(iter(entry.values())) if isinstance(entry, dict) else None
-                return Producer(stage, out, (flags or {}).get("cache", True))
+                return Producer(stage, out, flags.get("cache", True))
     return None
 
 

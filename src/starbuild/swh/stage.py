@@ -64,13 +64,13 @@ def write_raw_shards(staged: list[Path], out_dir: Path, target_bytes: int) -> in
 
 def run_pull(ctx: StageContext) -> None:
     """Pull every origin, then write `data/raw/` and the pull metrics."""
-    cfg = ctx.cfg
+    source_cfg = ctx.section("source", SourceConfig)
     try:
-        source = make_source(ctx.section("source", SourceConfig), ctx.root)
+        source = make_source(source_cfg, ctx.root)
         origins = source.origins()
     except (OriginError, ValueError) as err:
         raise StageError(str(err)) from err
-    executor = make_executor(cfg.executor)
+    executor = make_executor(ctx.cfg.executor)
     log.info("pulling %d origins", len(origins))
     with atomic_output(ctx.output(layout.RAW)) as tmp:
         staging = tmp / "_origins"
@@ -79,7 +79,7 @@ def run_pull(ctx: StageContext) -> None:
         tasks = [(source, origin, path) for origin, path in zip(origins, staged, strict=True)]
         # An origin that fails in a worker surfaces as one line naming it (TaskFailed, a StageError).
         summaries = executor.map(_pull_one, tasks, desc="origins", labels=[o.name for o in origins])
-        shards = write_raw_shards(staged, tmp, int(cfg.source.shard_target_bytes))
+        shards = write_raw_shards(staged, tmp, source_cfg.shard_target_bytes)
         shutil.rmtree(staging)
     log.info("wrote %d shards to %s", shards, ctx.output(layout.RAW))
     ctx.write_metrics(pull_metrics(summaries, shards))
