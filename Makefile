@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Hydra overrides for `make params`, e.g. `make repro OVERRIDES="experiment=smoke"`.
 OVERRIDES ?=
 
-.PHONY: setup params repro verify test lint bench clean-venv
+.PHONY: setup params repro verify release test lint bench clean-venv
 
 setup: $(INSTALLED)
 
@@ -31,6 +31,11 @@ repro: params
 # Rebuild every stage in a fresh clone of HEAD and compare each out's md5 with the committed dvc.lock.
 verify: $(INSTALLED)
 	$(BIN)/python -m starbuild.verify
+
+# Push every out to the DVC remote and tag each dvc.yaml artifact `<name>@$(VERSION)`.
+release: $(INSTALLED)
+	@test -n "$(VERSION)" || { echo "error: release: give a version, e.g. make release VERSION=v0.1.0" >&2; exit 2; }
+	$(BIN)/python -m starbuild.release $(VERSION)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check src stages tests bench

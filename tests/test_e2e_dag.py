@@ -9,63 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from starbuild.core.config import compose, render
 from tests.conftest import STAGES
-from tests.factories import copy_sources
+from tests.projects import SMOKE, environment, fresh_project, lock_md5s, sh, stages_run
 
 pytestmark = pytest.mark.e2e
-
-SMOKE = "experiment=smoke"
-# Built or recorded by a run of the DAG: never copied into a fresh project.
-GENERATED = ("data/", "models/", "metrics/", "plots/", "reports/", "outputs/", "multirun/", "dvc.lock")
-
-
-def environment(project: Path) -> dict[str, str]:
-    venv_bin = Path(sys.executable).parent
-    return {
-        **os.environ,
-        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(project / "src"),
-        "GIT_AUTHOR_NAME": "starbuild-test", "GIT_AUTHOR_EMAIL": "test@example.org",
-        "GIT_COMMITTER_NAME": "starbuild-test", "GIT_COMMITTER_EMAIL": "test@example.org",
-    }
-
-
-def sh(project: Path, *cmd: str, timeout: int = 600, extra_env: dict[str, str] | None = None) -> str:
-    """Run a command in the project; fail the test with its output if it fails."""
-    result = subprocess.run(cmd, cwd=project, env={**environment(project), **(extra_env or {})},
-                            capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout + result.stderr
-
-
-def fresh_project(dest: Path) -> Path:
-    """A new git repository holding the project's sources, with params composed for the smoke run."""
-    copy_sources(dest, GENERATED)
-    (dest / "params.yaml").write_text(render(compose([SMOKE], conf_dir=dest / "conf")), encoding="utf-8")
-    sh(dest, "git", "init", "-q")
-    sh(dest, "git", "add", "-A")
-    sh(dest, "git", "commit", "-qm", "smoke project")
-    return dest
-
-
-def lock_md5s(project: Path) -> dict[str, str]:
-    lock = yaml.safe_load((project / "dvc.lock").read_text())
-    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
-
-
-def stages_run(output: str) -> list[str]:
-    """The stages a `dvc repro` or `dvc exp run` output says it ran, in order."""
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
-
 
 def repro_log(project: Path) -> Path:
     """Where the first build's output is kept: beside the project, so git never sees it."""
