@@ -88,8 +88,8 @@ def release(root: Path, version: str, dvc_remote: str | None = None, git_remote:
     """Check, push every out, tag every artifact and push the tags; return the tags created."""
     tags = release_tags(root, version)
     remote = git_remote_of(root, git_remote)
-    check_clean(root)
     check_unreleased(root, tags, remote)
+    check_clean(root)
     push = _run(root, "dvc", "push", *(["-r", dvc_remote] if dvc_remote else []))
     if push.returncode != 0:
         raise ReleaseError(f"`dvc push` failed: {_last_error(push)}; check the remote (`dvc remote list`) and "
