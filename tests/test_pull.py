@@ -54,8 +54,8 @@ def test_pull_directory_origin_counts_and_hashes(make_context: Callable[..., Sta
     paths = [r["path"] for r in rows]
     assert paths == sorted(paths) == ["LICENSE", "empty.txt", "pkg-a.txt", "pkg/mod.py", "run.sh"]
     metrics = json.loads((ctx.root / "metrics/pull.json").read_text())
-    assert metrics["skipped"] == {"binary": 1, "too_large": 1, "undecodable": 1, "symlink": 1,
-                                  "submodule": 0, "unreadable": 0, "special_file": 0}
+    assert metrics["skipped"] == {"binary": 1, "too_large": 1, "undecodable": 1, "undecodable_path": 0,
+                                  "symlink": 1, "submodule": 0, "unreadable": 0, "special_file": 0}
     run_sh = next(r for r in rows if r["path"] == "run.sh")
     assert run_sh["is_executable"] and run_sh["language"] == "Shell"
     assert run_sh["content_id"] == git(origin_dir, "hash-object", "run.sh")
@@ -148,6 +148,39 @@ def unprivileged_prefix(user: pwd.struct_passwd) -> list[str] | None:
     if shutil.which("runuser"):
         return ["runuser", "-u", user.pw_name, "--"]
     return None
+
+
+def test_names_that_are_not_utf8_are_counted_and_still_hashed(make_context: Callable[..., StageContext],
+                                                               smoke_cfg: DictConfig, tmp_path: Path) -> None:
+    root = tmp_path / "names"
+    root.mkdir()
+    (root / os.fsdecode(b"caf\xe9.py")).write_text("x = 1\n")  # latin-1 bytes in a name
+    (root / "new\nline.py").write_text("y = 2\n")
+    (root / "ok.py").write_text("z = 3\n")
+    ctx = make_context("pull", with_overrides(smoke_cfg, source={"origins": [{"name": "local/names",
+                                                                             "path": str(root)}]}))
+    run_pull(ctx)
+    rows = read_raw(ctx.root)
+    assert [r["path"] for r in rows] == ["new\nline.py", "ok.py"]
+    assert json.loads((ctx.root / "metrics/pull.json").read_text())["skipped"]["undecodable_path"] == 1
+    # The skipped file is still part of the directory, byte for byte, as in git.
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    assert rows[0]["directory_id"] == git(root, "write-tree")
+
+
+@pytest.mark.parametrize("name", ["LICENSE-MIT", "LICENSE.MIT", "MIT-LICENSE", "license.txt", "COPYING"])
+def test_license_files_are_found_by_the_stack_v2_name_rule(make_context: Callable[..., StageContext],
+                                                           smoke_cfg: DictConfig, tmp_path: Path, name: str) -> None:
+    root = tmp_path / "licensed"
+    root.mkdir()
+    (root / name).write_text("MIT License\n\nPermission is hereby granted, free of charge, to any person …\n")
+    (root / "main.py").write_text("print('hi')\n")
+    ctx = make_context("pull", with_overrides(smoke_cfg, source={"origins": [{"name": "local/licensed",
+                                                                             "path": str(root)}]}))
+    run_pull(ctx)
+    rows = read_raw(ctx.root)
+    assert {(r["license_type"], tuple(r["detected_licenses"])) for r in rows} == {("permissive", ("MIT",))}
 
 
 def test_unreadable_origin_is_named(make_context: Callable[..., StageContext], smoke_cfg: DictConfig,

@@ -55,7 +55,17 @@ FILE_SIGNATURES = [
     ("Redistribution and use in source and binary forms", "", "BSD-2-Clause"),
     ("Permission to use, copy, modify, and/or distribute", "", "ISC"),
 ]
-LICENSE_FILE_PATTERN = re.compile(r"^(LICEN[CS]E|COPYING)(\.(txt|md|rst))?$", re.IGNORECASE)
+# License file names, after The Stack v2's rule (spec §1.5, App. A.3): an explicit license token,
+# optionally with a prefix and/or suffix joined by '-', '_', '.' or a space (LICENSE-MIT, MIT-LICENSE,
+# LICENSE.APACHE, COPYING.LESSER, gpl-3.0.txt); gpl, copying and al may carry a version. The names
+# that only may mention a license (README, NOTICE, …) need a real detector and are not read here.
+_LICENSE_TOKEN = (
+    r"licen[cs]es?|legal|copyright|copyleft|copying(?:v?\d+(?:\.\d+)*)?|unlicense|[al]?gpl(?:-?v?\d+(?:\.\d+)*)?"
+    r"|bsd|mitx?|apache|artistic|eupl|gfdl|[mc]pl|cc0|al(?:-?v?\d+(?:\.\d+)*)?"
+)
+LICENSE_FILE_PATTERN = re.compile(
+    rf"^(?:[^/]*[-_. ])?(?:{_LICENSE_TOKEN})(?:[-_. ][^/]*)?$", re.IGNORECASE
+)
 _OPERATORS = re.compile(r"\s+(?:AND|OR)\s+|\s*[|/,;()]\s*|\s+WITH\s+\S+", re.IGNORECASE)
 
 

@@ -14,7 +14,12 @@ SOURCE_ENCODING = "UTF-8"
 
 
 def skip_reason(file: OriginFile, max_file_bytes: int) -> str | None:
-    """Why a file is not pulled (binary, too large, undecodable), or None to keep it."""
+    """Why a file is not pulled (a name or content that is not UTF-8, binary, too large), or None to keep it."""
+    try:
+        # A name that is not UTF-8 reaches Python with surrogate escapes, which no string column holds.
+        file.path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "undecodable_path"
     if len(file.data) >= max_file_bytes:
         return "too_large"
     if b"\0" in file.data:

@@ -21,7 +21,8 @@ from starbuild.swh.source import OriginSummary, Source, SourceConfig, make_sourc
 log = logging.getLogger(__name__)
 
 # Every reason a file of an origin is not pulled; all appear in the metrics, zero or not.
-SKIP_REASONS = ("binary", "too_large", "undecodable", "symlink", "submodule", "unreadable", "special_file")
+SKIP_REASONS = ("binary", "too_large", "undecodable", "undecodable_path", "symlink", "submodule", "unreadable",
+                "special_file")
 _BATCH_ROWS = 256
 
 
