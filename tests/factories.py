@@ -59,6 +59,8 @@ def raw_row(repo_name: str, path: str, content: str, **overrides: Any) -> dict[s
         "revision_id": None,
         "revision_date": None,
         "language": "Python",
+        "is_vendor": False,
+        "is_generated": False,
         "license_type": "permissive",
         "detected_licenses": ["MIT"],
         "src_encoding": "UTF-8",

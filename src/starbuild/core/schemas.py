@@ -22,7 +22,9 @@ RAW = pa.schema(
         ("directory_id", pa.string()),  # sha1_git of the origin's root directory
         ("revision_id", pa.string()),  # commit for git origins, null for plain directories
         ("revision_date", pa.timestamp("us", tz="UTC")),
-        ("language", pa.string()),
+        ("language", pa.string()),  # go-enry's (GitHub Linguist's) name, null when it has none
+        ("is_vendor", pa.bool_()),  # go-enry: vendored (node_modules/, vendor/, …)
+        ("is_generated", pa.bool_()),  # go-enry: generated (protobuf output, lock files, minified)
         ("license_type", pa.string()),  # permissive | copyleft | unknown | no_license
         ("detected_licenses", pa.list_(pa.string())),
         ("src_encoding", pa.string()),

@@ -1,69 +1,30 @@
-"""Language of a file from its name, using GitHub Linguist's language names.
+"""Language, vendored and generated flags of a file, from go-enry as The Stack v2 computed them.
 
-A later issue replaces this with go-enry (as BigCode used); the names already match it.
+go-enry (GitHub Linguist's rules and names, through `enry-python`, in-process) looks at the path
+and the content: a `.h` file holding C++ is C++, `node_modules/…` is vendored, a protobuf output
+or a minified bundle is generated. An empty answer becomes null, as in The Stack v2.
 """
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from dataclasses import dataclass
 
-BY_FILENAME = {
-    "makefile": "Makefile",
-    "cmakelists.txt": "CMake",
-    "dockerfile": "Dockerfile",
-}
-
-BY_EXTENSION = {
-    ".py": "Python",
-    ".pyi": "Python",
-    ".pyx": "Cython",
-    ".pxd": "Cython",
-    ".pxi": "Cython",
-    ".c": "C",
-    ".h": "C",
-    ".cc": "C++",
-    ".cpp": "C++",
-    ".cxx": "C++",
-    ".hpp": "C++",
-    ".hh": "C++",
-    ".cuh": "Cuda",
-    ".cu": "Cuda",
-    ".f": "Fortran",
-    ".f77": "Fortran",
-    ".f90": "Fortran Free Form",
-    ".f95": "Fortran Free Form",
-    ".js": "JavaScript",
-    ".mjs": "JavaScript",
-    ".ts": "TypeScript",
-    ".java": "Java",
-    ".go": "Go",
-    ".rs": "Rust",
-    ".sh": "Shell",
-    ".bash": "Shell",
-    ".html": "HTML",
-    ".htm": "HTML",
-    ".css": "CSS",
-    ".json": "JSON",
-    ".yaml": "YAML",
-    ".yml": "YAML",
-    ".toml": "TOML",
-    ".xml": "XML",
-    ".md": "Markdown",
-    ".rst": "reStructuredText",
-    ".txt": "Text",
-    ".ini": "INI",
-    ".cfg": "INI",
-    ".jinja": "Jinja",
-    ".j2": "Jinja",
-    ".sql": "SQL",
-    ".tex": "TeX",
-    ".g4": "ANTLR",
-}
+import enry
 
 
-def detect_language(path: str) -> str | None:
-    """The language of `path` from its file name, or None when unknown."""
-    name = PurePosixPath(path).name.lower()
-    if name in BY_FILENAME:
-        return BY_FILENAME[name]
-    return BY_EXTENSION.get(PurePosixPath(name).suffix)
+@dataclass(frozen=True)
+class FileKind:
+    """What go-enry says of one file."""
+
+    language: str | None
+    is_vendor: bool
+    is_generated: bool
+
+
+def classify(path: str, content: bytes) -> FileKind:
+    """go-enry's language (None when it has none), vendored and generated flags for `path` with `content`."""
+    return FileKind(
+        language=enry.get_language(path, content) or None,
+        is_vendor=bool(enry.is_vendor(path)),
+        is_generated=bool(enry.is_generated(path, content)),
+    )

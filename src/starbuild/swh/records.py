@@ -7,7 +7,7 @@ from typing import Any
 
 from starbuild.swh import licenses
 from starbuild.swh.hashing import content_swhid, sha1_git, sha1_hex
-from starbuild.swh.languages import detect_language
+from starbuild.swh.languages import classify
 from starbuild.swh.origins import Origin, OriginFile, Snapshot
 
 SOURCE_ENCODING = "UTF-8"
@@ -34,13 +34,16 @@ def skip_reason(file: OriginFile, max_file_bytes: int) -> str | None:
 def file_row(file: OriginFile, origin: Origin) -> dict[str, Any]:
     """The raw-table row of a kept file; origin-level columns are filled by `finish_rows`."""
     content_id = sha1_git(file.data).hex()
+    kind = classify(file.path, file.data)
     return {
         "blob_id": sha1_hex(file.data),
         "content_id": content_id,
         "swhid": content_swhid(content_id),
         "repo_name": origin.name,
         "path": file.path,
-        "language": detect_language(file.path),
+        "language": kind.language,
+        "is_vendor": kind.is_vendor,
+        "is_generated": kind.is_generated,
         "license_type": licenses.classify(origin.licenses),
         "detected_licenses": list(origin.licenses),
         "src_encoding": SOURCE_ENCODING,
