@@ -18,7 +18,7 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class LocalExecutor(Executor):
-    """Up to `workers` forked processes, one task at a time each; `workers: 1` runs in this process."""
+    """Up to `workers` worker processes, one task at a time each; `workers: 1` runs in this process."""
 
     workers: int
 
@@ -39,8 +39,9 @@ class LocalExecutor(Executor):
                 except Exception as err:
                     raise TaskFailed(desc, label, err) from err
             return results
-        # fork is safe here: shard workers import no threaded runtime (torch, tokenizers).
-        context = multiprocessing.get_context("fork")
+        # Not fork: the parent may hold threaded runtimes (go-enry's Go runtime, torch, tokenizers) that a
+        # forked child inherits half-alive and can deadlock in. The forkserver starts workers clean.
+        context = multiprocessing.get_context("forkserver")
         with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), mp_context=context) as pool:
             futures = [pool.submit(fn, task) for task in tasks]
             try:
