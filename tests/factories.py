@@ -23,10 +23,16 @@ def with_overrides(cfg: DictConfig, **sections: dict[str, Any]) -> DictConfig:
     return OmegaConf.merge(cfg, sections)
 
 
+# Project files stages read from the repository root besides their data: the DAG (error messages name
+# producing stages from it) and the opt-out list the pull reads.
+PROJECT_FILES = (layout.DVC_YAML, "conf/source/opt_out.txt")
+
+
 def stage_context(name: str, cfg: DictConfig, root: Path, out_root: Path | None = None) -> StageContext:
-    """A StageContext under `root`, which gets the project's dvc.yaml (errors name producing stages from it)."""
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(Path(__file__).resolve().parents[1] / layout.DVC_YAML, root / layout.DVC_YAML)
+    """A StageContext under `root`, which gets the project's PROJECT_FILES."""
+    for rel in PROJECT_FILES:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(__file__).resolve().parents[1] / rel, root / rel)
     return StageContext(name=name, cfg=cfg, root=root, out_root=out_root or root)
 
 

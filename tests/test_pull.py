@@ -20,7 +20,7 @@ from starbuild.core import layout, schemas
 from starbuild.core.shards import list_shards
 from starbuild.core.stage import StageContext, StageError
 from starbuild.swh.stage import run_pull
-from tests.factories import git, make_tree, with_overrides
+from tests.factories import git, make_tree, stage_context, with_overrides
 
 GPL3_HEADER = "                    GNU GENERAL PUBLIC LICENSE\n                       Version 3, 29 June 2007\n"
 
@@ -94,8 +94,8 @@ def test_shards_are_cut_by_bytes_and_deterministic(make_context: Callable[..., S
                                                    tmp_path: Path) -> None:
     cfg = with_overrides(smoke_cfg, source={"shard_target_bytes": 60, "origins": [
         {"name": "b", "path": str(origin_dir)}, {"name": "a", "path": str(origin_dir)}]})
-    first = StageContext("pull", cfg, tmp_path / "one", tmp_path / "one")
-    second = StageContext("pull", cfg, tmp_path / "two", tmp_path / "two")
+    first = stage_context("pull", cfg, tmp_path / "one")
+    second = stage_context("pull", cfg, tmp_path / "two")
     run_pull(first)
     run_pull(second)
     shards = list_shards(first.root / layout.RAW)
@@ -255,3 +255,37 @@ def test_origin_failing_in_a_worker_is_one_line_naming_it(make_context: Callable
         run_pull(ctx)
     assert "\n" not in str(caught.value)
     assert not (ctx.root / layout.RAW).exists()
+
+
+def test_opted_out_origins_are_never_pulled_and_are_listed(make_context: Callable[..., StageContext],
+                                                           smoke_cfg: DictConfig, tmp_path: Path) -> None:
+    origins = []
+    for name in ("alice/kept", "bob/one", "bob/two", "carol/gone", "carol/stays"):
+        root = tmp_path / "origins" / name
+        root.mkdir(parents=True)
+        (root / "main.py").write_text(f"print({name!r})\n")
+        origins.append({"name": name, "path": str(root)})
+    opt_out = tmp_path / "opt_out.txt"
+    opt_out.write_text("# opted out\nBob\ncarol/gone  # one repository\n\n")
+    ctx = make_context("pull", with_overrides(smoke_cfg, source={"origins": origins, "opt_out": str(opt_out)}))
+    run_pull(ctx)
+    assert sorted({r["repo_name"] for r in read_raw(ctx.root)}) == ["alice/kept", "carol/stays"]
+    metrics = json.loads((ctx.root / "metrics/pull.json").read_text())
+    assert metrics["opted_out"] == ["bob/one", "bob/two", "carol/gone"]
+    assert sorted(metrics["origins"]) == ["alice/kept", "carol/stays"]
+
+
+def test_a_missing_opt_out_list_fails_with_the_fix(make_context: Callable[..., StageContext],
+                                                    smoke_cfg: DictConfig, origin_dir: Path) -> None:
+    ctx = make_context("pull", with_overrides(smoke_cfg, source={
+        "origins": [{"name": "local/mixed", "path": str(origin_dir)}], "opt_out": "conf/source/nothing.txt"}))
+    with pytest.raises(StageError, match=r"^the opt-out list conf/source/nothing.txt does not exist; create it"):
+        run_pull(ctx)
+
+
+def test_the_pull_stage_depends_on_its_opt_out_list() -> None:
+    from starbuild.core.config import compose
+    from tests.conftest import REPO_ROOT
+
+    opt_out = Path(compose([], conf_dir=REPO_ROOT / "conf").source.opt_out)
+    assert opt_out in layout.declared_paths(layout.dag_stages(REPO_ROOT)["pull"], "deps")

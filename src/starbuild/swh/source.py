@@ -33,6 +33,8 @@ class SourceConfig:
     # Names never part of an origin (glob patterns).
     exclude: list[str]
     origins: list[Any]
+    # Users and repositories never pulled: a file of `owner` or `owner/repo` lines (a pull dep in dvc.yaml).
+    opt_out: str
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCES:

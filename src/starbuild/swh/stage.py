@@ -15,6 +15,7 @@ from starbuild.core import layout, schemas
 from starbuild.core.shards import atomic_output, shard_name, write_shard
 from starbuild.core.stage import StageContext, StageError
 from starbuild.executors import make_executor
+from starbuild.swh.opt_out import opted_out, read_opt_out
 from starbuild.swh.origins import Origin, OriginError
 from starbuild.swh.source import OriginSummary, Source, SourceConfig, make_source
 
@@ -71,6 +72,15 @@ def run_pull(ctx: StageContext) -> None:
         origins = source.origins()
     except (OriginError, ValueError) as err:
         raise StageError(str(err)) from err
+    if not (ctx.root / source_cfg.opt_out).is_file():
+        raise StageError(f"the opt-out list {source_cfg.opt_out} does not exist; create it (it may be empty) "
+                         "or fix source.opt_out in conf/source/")
+    with ctx.reading(Path(source_cfg.opt_out)) as opt_out_file:
+        entries = read_opt_out(opt_out_file)
+    removed = sorted(o.name for o in origins if opted_out(o.name, entries))
+    origins = [o for o in origins if o.name not in removed]
+    if removed:
+        log.info("opted out: %d origins (%s)", len(removed), ", ".join(removed))
     executor = make_executor(ctx.cfg.executor)
     log.info("pulling %d origins", len(origins))
     with atomic_output(ctx.output(layout.RAW)) as tmp:
@@ -83,7 +93,7 @@ def run_pull(ctx: StageContext) -> None:
         shards = write_raw_shards(staged, tmp, source_cfg.shard_target_bytes)
         shutil.rmtree(staging)
     log.info("wrote %d shards to %s", shards, ctx.output(layout.RAW))
-    ctx.write_metrics(pull_metrics(summaries, shards))
+    ctx.write_metrics({**pull_metrics(summaries, shards), "opted_out": removed})
 
 
 def pull_metrics(summaries: list[OriginSummary], shards: int) -> dict:
