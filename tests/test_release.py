@@ -42,7 +42,7 @@ class S3Server:
         return {"AWS_ACCESS_KEY_ID": self.key_id, "AWS_SECRET_ACCESS_KEY": self.secret,
                 "AWS_DEFAULT_REGION": "us-east-1"}
 
-    def client(self):  # noqa: ANN201 - boto3's client type is generated
+    def client(self):  # boto3 generates the client's type
         import boto3
 
         return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",

@@ -11,11 +11,6 @@ from transformers import PreTrainedTokenizerFast, Starcoder2Config, Starcoder2Fo
 from starbuild.model.starcoder2 import HIDDEN_ACT, ModelConfig, StarCoder2
 from starbuild.special_tokens import END_OF_TEXT, FIM_PAD
 
-# StarCoder2's conventions: <|endoftext|> opens, ends and stands in for unknown text; the FIM pad
-# token is the one special token that never carries content, so it pads batches.
-EOS_TOKEN = END_OF_TEXT
-PAD_TOKEN = FIM_PAD
-
 
 @dataclass(frozen=True)
 class SpecialIds:
@@ -27,11 +22,13 @@ class SpecialIds:
 
 def special_ids(tokenizer: Tokenizer) -> SpecialIds:
     """Look up the eos and pad ids in a tokenizer; fail if it lacks StarCoder2's special tokens."""
-    ids = {name: tokenizer.token_to_id(name) for name in (EOS_TOKEN, PAD_TOKEN)}
+    # StarCoder2's conventions: <|endoftext|> opens, ends and stands in for unknown text; the FIM pad
+    # token is the one special token that never carries content, so it pads batches.
+    ids = {name: tokenizer.token_to_id(name) for name in (END_OF_TEXT, FIM_PAD)}
     missing = sorted(name for name, value in ids.items() if value is None)
     if missing:
         raise ValueError(f"tokenizer has no {missing}; rebuild it with `dvc repro tokenizer`")
-    return SpecialIds(eos=ids[EOS_TOKEN], pad=ids[PAD_TOKEN])
+    return SpecialIds(eos=ids[END_OF_TEXT], pad=ids[FIM_PAD])
 
 
 def to_hf_config(config: ModelConfig, ids: SpecialIds) -> Starcoder2Config:
