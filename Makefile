@@ -46,6 +46,7 @@ test: lint
 bench: $(INSTALLED)
 	$(BIN)/python bench/bench_hashing.py
 	$(BIN)/python bench/bench_pinning.py
+	$(BIN)/python bench/bench_pull.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -62,8 +62,12 @@ def raw_row(repo_name: str, path: str, content: str, **overrides: Any) -> dict[s
         "repo_name": repo_name,
         "path": path,
         "directory_id": "0" * 40,
+        "snapshot_id": None,
         "revision_id": None,
+        "branch_name": None,
+        "visit_date": None,
         "revision_date": None,
+        "committer_date": None,
         "language": "Python",
         "is_vendor": False,
         "is_generated": False,
@@ -107,12 +111,12 @@ def raw_table(rows: list[dict[str, Any]], schema: pa.Schema = schemas.RAW) -> pa
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def git(cwd: Path, *args: str, data: bytes | None = None) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
-    """Run git in `cwd` with a fixed identity; return its stripped stdout."""
+def git(cwd: Path, *args: str, data: bytes | None = None, env: dict[str, str] | None = None) -> str:
+    """Run git in `cwd` with a fixed identity (plus `env`); return its stripped stdout."""
+    full_env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org", **(env or {})}
     return subprocess.run(["git", *args], cwd=cwd, input=data, capture_output=True, check=True,
-                          env=env).stdout.decode().strip()
+                          env=full_env).stdout.decode().strip()
 
 
 def make_tree(root: Path) -> None:

@@ -29,9 +29,10 @@ def corpus() -> list[list[dict]]:
         raw_row("a/one", "lib/u1.py", "unique 1\n"),
         raw_row("b/two", "a.py", "A = 1\n", license_type="permissive", revision_date=day(2020)),
         raw_row("b/two", "b.py", "B = 2\n", revision_date=day(2021)),
-        raw_row("b/two", "c.py", "C = 3\n", license_type=None, revision_date=day(2023)),
+        # blob C: no_license outranks non_permissive whatever the names say.
+        raw_row("b/two", "c.py", "C = 3\n", license_type="non_permissive", revision_date=day(2023)),
         raw_row("c/three", "a.py", "A = 1\n", license_type="permissive", revision_date=day(2023)),
-        raw_row("c/three", "c.py", "C = 3\n", license_type="copyleft", revision_date=day(2023)),
+        raw_row("c/three", "c.py", "C = 3\n", license_type="no_license", revision_date=day(2023)),
         raw_row("c/three", "d1.py", "D = 4\n", revision_date=day(2022, 5)),
         raw_row("c/three", "d2.py", "D = 4\n", revision_date=day(2022, 5)),
         raw_row("d/four", "d.py", "D = 4\n", revision_date=day(2022, 5)),
@@ -42,12 +43,14 @@ def corpus() -> list[list[dict]]:
 
 
 def survivor_key(row: dict) -> tuple:
-    """The reference priority: permissive, latest date (nulls last), repo_name, path."""
-    date = row["revision_date"]
+    """The reference priority: permissive > no_license > other, latest dates (nulls last), repo_name, path."""
+    date, visit = row["revision_date"], row["visit_date"]
     return (
-        row["license_type"] != "permissive",
+        {"permissive": 0, "no_license": 1}.get(row["license_type"], 2),
         date is None,
         -(date.timestamp() if date else 0),
+        visit is None,
+        -(visit.timestamp() if visit else 0),
         row["repo_name"],
         row["path"],
     )
@@ -92,7 +95,7 @@ def test_keeps_one_row_per_blob_by_priority(tmp_path, make_context):
         assert table.to_pylist() == [r for r in rows if (r["repo_name"], r["path"]) in kept]
     survivors = {(r["repo_name"], r["path"]) for p in out for r in read_shard(p).to_pylist()}
     assert survivors == kept
-    assert ("c/three", "a.py") in kept and ("b/two", "b.py") in kept and ("b/two", "c.py") in kept
+    assert ("c/three", "a.py") in kept and ("b/two", "b.py") in kept and ("c/three", "c.py") in kept
     assert ("c/three", "d1.py") in kept
 
     clusters = pq.read_table(tmp_path / layout.DEDUP_CLUSTERS / "part-00000.parquet")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
@@ -19,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from starbuild.core import layout, schemas
 from starbuild.core.shards import list_shards
 from starbuild.core.stage import StageContext, StageError
-from starbuild.swh.stage import run_pull
+from starbuild.swh.stage import SKIP_REASONS, run_pull
 from tests.factories import git, make_tree, stage_context, with_overrides
 
 GPL3_HEADER = "                    GNU GENERAL PUBLIC LICENSE\n                       Version 3, 29 June 2007\n"
@@ -52,15 +53,19 @@ def test_pull_directory_origin_counts_and_hashes(make_context: Callable[..., Sta
     run_pull(ctx)
     rows = read_raw(ctx.root)
     paths = [r["path"] for r in rows]
-    assert paths == sorted(paths) == ["LICENSE", "empty.txt", "pkg-a.txt", "pkg/mod.py", "run.sh"]
+    assert paths == sorted(paths) == ["LICENSE", "empty.txt", "latin1.c", "pkg-a.txt", "pkg/mod.py", "run.sh"]
     metrics = json.loads((ctx.root / "metrics/pull.json").read_text())
-    assert metrics["skipped"] == {"binary": 1, "too_large": 1, "undecodable": 1, "undecodable_path": 0,
-                                  "symlink": 1, "submodule": 0, "unreadable": 0, "special_file": 0}
+    assert set(metrics["skipped"]) >= set(SKIP_REASONS)
+    assert {k: n for k, n in metrics["skipped"].items() if n} == {"binary": 1, "too_large": 1, "symlink": 1}
+    latin1 = next(r for r in rows if r["path"] == "latin1.c")
+    assert latin1["content"] == "/* café */\n" and latin1["src_encoding"] != "UTF-8"
+    assert latin1["length_bytes"] == len(latin1["content"].encode("utf-8"))
+    assert latin1["blob_id"] == hashlib.sha1((origin_dir / "latin1.c").read_bytes()).hexdigest()
     run_sh = next(r for r in rows if r["path"] == "run.sh")
     assert run_sh["is_executable"] and run_sh["language"] == "Shell"
     assert run_sh["content_id"] == git(origin_dir, "hash-object", "run.sh")
     assert run_sh["swhid"] == f"swh:1:cnt:{run_sh['content_id']}"
-    assert all(r["license_type"] == "copyleft" and r["detected_licenses"] == ["GPL-3.0-only"] for r in rows)
+    assert all(r["license_type"] == "non_permissive" and r["detected_licenses"] == ["GPL-3.0-only"] for r in rows)
     origin = metrics["origins"]["local/mixed"]
     assert origin["directory_swhid"] == f"swh:1:dir:{rows[0]['directory_id']}"
     # The directory id covers skipped files too, but never the excluded __pycache__.
@@ -129,7 +134,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from starbuild.core import layout
 from starbuild.core.stage import StageContext, StageError
-from starbuild.swh.stage import run_pull
+from starbuild.swh.stage import SKIP_REASONS, run_pull
 work = Path(sys.argv[1])
 ctx = StageContext("pull", OmegaConf.load(work / "cfg.yaml"), work / "out", work / "out")
 try:
@@ -240,18 +245,22 @@ def test_default_corpus_is_big_varied_and_licensed(make_context: Callable[..., S
     programming = {"Python", "C", "C++", "Cython", "Fortran", "Fortran Free Form", "JavaScript"}
     assert len(programming & set(metrics["languages"])) >= 4
     assert metrics["files_by_license_type"]["permissive"] > 0
-    assert metrics["files_by_license_type"]["copyleft"] > 0
+    assert metrics["files_by_license_type"]["non_permissive"] > 0
 
 
 def test_origin_failing_in_a_worker_is_one_line_naming_it(make_context: Callable[..., StageContext],
                                                          smoke_cfg: DictConfig, tmp_path: Path,
                                                          origin_dir: Path) -> None:
-    empty = tmp_path / "empty_git"
-    empty.mkdir()
-    git(empty, "init", "-q")
-    origins = [{"name": "local/mixed", "path": str(origin_dir)}, {"name": "git/empty", "path": str(empty)}]
+    repo = tmp_path / "git_repo"
+    make_tree(repo)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    origins = [{"name": "local/mixed", "path": str(origin_dir)},
+               {"name": "git/repo", "path": str(repo), "branch": "no-such-branch"}]
     ctx = make_context("pull", with_overrides(smoke_cfg, source={"origins": origins}))
-    with pytest.raises(StageError, match=r"^origins: git/empty failed: OriginError: .*has no commits$") as caught:
+    with pytest.raises(StageError, match=r"^origins: git/repo failed: OriginError: .*choose one of: "
+                                         r"refs/heads/main$") as caught:
         run_pull(ctx)
     assert "\n" not in str(caught.value)
     assert not (ctx.root / layout.RAW).exists()

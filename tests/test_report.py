@@ -21,13 +21,13 @@ def test_flatten_sorts_and_dots_nested_keys() -> None:
 def test_render_has_a_section_per_stage_and_origins_table() -> None:
     metrics = {stage: {"files": 10, "ratio": 0.5} for stage in METRICS_STAGES}
     metrics["pull"]["origins"] = {
-        "pypi/x": {"files": 3, "bytes": 1234, "license_type": "permissive", "licenses": ["MIT"],
-                   "directory_swhid": "swh:1:dir:" + "0" * 40}
+        "pypi/x": {"files": 3, "bytes": 1234, "files_by_license_type": {"permissive": 2, "no_license": 1},
+                   "declared_licenses": [], "detected_licenses": ["MIT"], "directory_swhid": "swh:1:dir:" + "0" * 40}
     }
     text = render(metrics)
     for stage in METRICS_STAGES:
         assert f"## {stage}\n" in text
-    assert "| pypi/x | 3 | 1,234 | permissive | MIT |" in text
+    assert "| pypi/x | 3 | 1,234 | no_license 1, permissive 2 | MIT |" in text
     assert "| files | 10 |" in text and "| ratio | 0.5 |" in text
 
 

@@ -53,3 +53,68 @@ def test_walk_reports_every_regular_file_once(tmp_path: Path) -> None:
     assert sorted(seen) == [("deep/er/data.bin", False), ("empty.txt", False), ("pkg-a.txt", False),
                             ("pkg/mod.py", False), ("run.sh", True)]
     assert snapshot.skipped == {"symlink": 1}
+
+
+@pytest.fixture
+def branchy_repo(tmp_path: Path) -> Path:
+    """A git repository with the objects SWH ids care about: several branches, both kinds of tag, a symlink."""
+    root = tmp_path / "branchy"
+    make_tree(root)
+    (root / "empty_dir").mkdir()  # git does not track it, so neither does the revision's directory
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    dates = {"GIT_AUTHOR_DATE": "2021-03-04T05:06:07+09:00", "GIT_COMMITTER_DATE": "2022-01-02T03:04:05-05:00"}
+    git(root, "commit", "-q", "-m", "first", env=dates)
+    git(root, "tag", "-a", "v1", "-m", "release one")
+    git(root, "tag", "light")
+    git(root, "checkout", "-q", "-b", "dev")
+    (root / "dev.py").write_text("DEV = True\n")
+    git(root, "add", "dev.py")
+    git(root, "commit", "-q", "-m", "dev work")
+    git(root, "checkout", "-q", "main")
+    return root
+
+
+def test_git_origin_ids_match_git_and_swh_model(branchy_repo: Path) -> None:
+    from swh.model.cli import swhid_of_git_repo
+    from swh.model.hashutil import hash_git_data
+
+    from starbuild.swh.origins import walk_git
+
+    checkout = walk_git(Origin("t", branchy_repo), lambda f: None)
+    assert checkout.directory_id == git(branchy_repo, "rev-parse", "HEAD^{tree}")
+    assert checkout.revision_id == git(branchy_repo, "rev-parse", "HEAD")
+    raw_commit = git(branchy_repo, "cat-file", "commit", "HEAD").encode() + b"\n"
+    assert hash_git_data(raw_commit, "commit").hex() == checkout.revision_id
+    assert f"swh:1:snp:{checkout.snapshot_id}" == str(swhid_of_git_repo(str(branchy_repo)))
+    assert checkout.branch_name == "refs/heads/main"
+    assert checkout.revision_date.isoformat() == "2021-03-03T20:06:07+00:00"
+    assert checkout.committer_date.isoformat() == "2022-01-02T08:04:05+00:00"
+    assert checkout.skipped == {"symlink": 1}
+
+
+@pytest.mark.parametrize(("branch", "ref"), [("dev", "refs/heads/dev"), ("refs/heads/dev", "refs/heads/dev"),
+                                             ("v1", "refs/tags/v1")])
+def test_git_branch_is_configurable(branchy_repo: Path, branch: str, ref: str) -> None:
+    from starbuild.swh.origins import walk_git
+
+    paths: list[str] = []
+    checkout = walk_git(Origin("t", branchy_repo, branch=branch), lambda f: paths.append(f.path))
+    assert checkout.branch_name == ref
+    assert checkout.revision_id == git(branchy_repo, "rev-parse", f"{branch}^{{commit}}")
+    assert ("dev.py" in paths) == (branch != "v1")
+
+
+def test_unknown_branch_names_the_choices(branchy_repo: Path) -> None:
+    from starbuild.swh.origins import OriginError, walk_git
+
+    with pytest.raises(OriginError, match="branch 'nope' is not in .*refs/heads/dev, refs/heads/main"):
+        walk_git(Origin("t", branchy_repo, branch="nope"), lambda f: None)
+
+
+def test_empty_git_repository_is_counted_not_fatal(tmp_path: Path) -> None:
+    from starbuild.swh.origins import walk_git
+
+    git(tmp_path, "init", "-q")
+    checkout = walk_git(Origin("t", tmp_path), lambda f: None)
+    assert checkout.skipped == {"empty_repository": 1} and checkout.revision_id is None

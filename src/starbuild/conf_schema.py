@@ -65,6 +65,9 @@ def mutable_schema(cls: type) -> type:
     hints = typing.get_type_hints(cls)
     fields = []
     for f in dataclasses.fields(cls):
+        if f.default_factory is not dataclasses.MISSING:
+            fields.append((f.name, hints[f.name], dataclasses.field(default_factory=f.default_factory)))
+            continue
         default = f.default if f.default is not dataclasses.MISSING else MISSING
         fields.append((f.name, hints[f.name], dataclasses.field(default=default)))
     return dataclasses.make_dataclass(cls.__name__, fields)

@@ -20,15 +20,19 @@ RAW = pa.schema(
         ("repo_name", pa.string()),
         ("path", pa.string()),  # path inside the origin, '/'-separated
         ("directory_id", pa.string()),  # sha1_git of the origin's root directory
+        ("snapshot_id", pa.string()),  # SWH snapshot of the origin's branches; null for plain directories
         ("revision_id", pa.string()),  # commit for git origins, null for plain directories
-        ("revision_date", pa.timestamp("us", tz="UTC")),
+        ("branch_name", pa.string()),  # e.g. refs/heads/main; null for plain directories
+        ("visit_date", pa.timestamp("us", tz="UTC")),  # SWH visit the files come from; null when not archived
+        ("revision_date", pa.timestamp("us", tz="UTC")),  # author date of the revision
+        ("committer_date", pa.timestamp("us", tz="UTC")),
         ("language", pa.string()),  # go-enry's (GitHub Linguist's) name, null when it has none
         ("is_vendor", pa.bool_()),  # go-enry: vendored (node_modules/, vendor/, …)
         ("is_generated", pa.bool_()),  # go-enry: generated (protobuf output, lock files, minified)
-        ("license_type", pa.string()),  # permissive | copyleft | unknown | no_license
-        ("detected_licenses", pa.list_(pa.string())),
-        ("src_encoding", pa.string()),
-        ("length_bytes", pa.int64()),
+        ("license_type", pa.string()),  # permissive | no_license | non_permissive (The Stack v2)
+        ("detected_licenses", pa.list_(pa.string())),  # SPDX ids of the license files above the file
+        ("src_encoding", pa.string()),  # the encoding of the bytes; `content` is always the UTF-8 text
+        ("length_bytes", pa.int64()),  # UTF-8 length of `content`
         ("is_executable", pa.bool_()),
         ("content", pa.large_string()),
     ]

@@ -1,9 +1,10 @@
 """Exact dedup on blob_id across all shards in DuckDB: which row each blob keeps, and its clusters.
 
-The survivor of a blob follows the-stack-v2's priority where our rows carry the column: a
-permissive license first, then the latest revision date (nulls last); stars, forks and visit
-dates are not in the table. repo_name, path, then the shard position break the remaining ties,
-so the choice never depends on scan order. Rows without a blob_id are never duplicates.
+The survivor of a blob follows the-stack-v2's priority where our rows carry the column: license
+type permissive, then no_license, then non_permissive, then the latest revision date and the latest
+visit date (nulls last); stars and forks are not in the table yet. repo_name, path, then the shard
+position break the remaining ties, so the choice never depends on scan order. Rows without a
+blob_id are never duplicates.
 """
 
 from __future__ import annotations
@@ -23,15 +24,15 @@ WITH rows AS (
         list_position($shards, filename) - 1 AS shard,
         file_row_number AS row_idx,
         coalesce(blob_id, 'null:' || filename || ':' || file_row_number) AS dedup_key,
-        blob_id, repo_name, path, license_type, revision_date
+        blob_id, repo_name, path, license_type, revision_date, visit_date
     FROM read_parquet($shards, filename = true, file_row_number = true)
 ), ranked AS (
     SELECT
         *,
         row_number() OVER (
             PARTITION BY dedup_key
-            ORDER BY coalesce(license_type = 'permissive', false) DESC,
-                revision_date DESC NULLS LAST, repo_name, path, shard, row_idx
+            ORDER BY CASE license_type WHEN 'permissive' THEN 0 WHEN 'no_license' THEN 1 ELSE 2 END,
+                revision_date DESC NULLS LAST, visit_date DESC NULLS LAST, repo_name, path, shard, row_idx
         ) AS rank,
         count(*) OVER (PARTITION BY dedup_key) AS cluster_size
     FROM rows

@@ -36,13 +36,15 @@ def _table(pairs: list[tuple[str, Any]]) -> list[str]:
 
 
 def _origins_table(origins: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    rows = ["| origin | files | bytes | license type | licenses | directory SWHID |",
+    rows = ["| origin | files | bytes | files by license type | licenses | directory SWHID |",
             "| --- | --- | --- | --- | --- | --- |"]
     for name in sorted(origins):
         o = origins[name]
+        by_type = ", ".join(f"{kind} {n:,}" for kind, n in sorted(o["files_by_license_type"].items()))
+        licenses = sorted(set(o["declared_licenses"]) | set(o["detected_licenses"]))
         rows.append(
-            f"| {name} | {o['files']:,} | {o['bytes']:,} | {o['license_type']} | "
-            f"{', '.join(o['licenses']) or '-'} | `{o['directory_swhid']}` |"
+            f"| {name} | {o['files']:,} | {o['bytes']:,} | {by_type or '-'} | "
+            f"{', '.join(licenses) or '-'} | `{o['directory_swhid'] or '-'}` |"
         )
     return rows
 

@@ -9,6 +9,7 @@ MODE_FILE = b"100644"
 MODE_EXECUTABLE = b"100755"
 MODE_SYMLINK = b"120000"
 MODE_DIRECTORY = b"40000"
+MODE_SUBMODULE = b"160000"
 
 
 def sha1_hex(data: bytes) -> str:
@@ -49,4 +50,31 @@ def tree_id(entries: list[TreeEntry]) -> bytes:
     body = b"".join(
         e.mode + b" " + e.name + b"\0" + e.target for e in sorted(entries, key=TreeEntry.sort_key)
     )
-    return hashlib.sha1(b"tree %d\0" % len(body) + body).digest()
+    return git_object_id(b"tree", body)
+
+
+def git_object_id(kind: bytes, manifest: bytes) -> bytes:
+    """The id of a git-style object (`commit`, `tag`, `snapshot`, …) with `manifest` as its body, raw bytes."""
+    return hashlib.sha1(kind + b" %d\0" % len(manifest) + manifest).digest()
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One branch of a snapshot: a target object (raw id) of a type, an alias (target: a branch name) or dangling."""
+
+    target_type: str  # revision | release | directory | content | snapshot | alias | dangling
+    target: bytes = b""
+
+
+def snapshot_id(branches: dict[bytes, Branch]) -> bytes:
+    """The SWH snapshot id (swh:1:snp) of `branches`: SWH's manifest, which git has no equivalent of."""
+    manifest = b"".join(
+        b"%s %s\0%d:%s" % (branch.target_type.encode(), name, len(branch.target), branch.target)
+        for name, branch in sorted(branches.items())
+    )
+    return git_object_id(b"snapshot", manifest)
+
+
+def snapshot_swhid(snapshot_hex: str) -> str:
+    """The core SWHID of a snapshot object."""
+    return f"swh:1:snp:{snapshot_hex}"

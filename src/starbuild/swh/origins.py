@@ -7,6 +7,7 @@ import os
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,13 @@ from starbuild.swh.hashing import (
     MODE_DIRECTORY,
     MODE_EXECUTABLE,
     MODE_FILE,
+    MODE_SUBMODULE,
     MODE_SYMLINK,
+    Branch,
     TreeEntry,
+    git_object_id,
     sha1_git,
+    snapshot_id,
     tree_id,
 )
 
@@ -29,11 +34,15 @@ class OriginError(ValueError):
 
 @dataclass(frozen=True)
 class Origin:
-    """One repository to pull: where it lives and under which licenses."""
+    """One repository to pull: where it lives, which branch, and the licenses declared for it as a whole."""
 
     name: str
     root: Path
-    licenses: list[str] = field(default_factory=list)
+    # Declared for the whole repository (package metadata, or `license` in conf), as GHArchive's repository
+    # license was for The Stack v2: when given it decides every file's license_type.
+    declared_licenses: list[str] = field(default_factory=list)
+    # The git branch to pull; None = the default branch (what HEAD points at).
+    branch: str | None = None
 
     @property
     def is_git(self) -> bool:
@@ -51,12 +60,16 @@ class OriginFile:
 
 
 @dataclass
-class Snapshot:
-    """What walking an origin found besides its regular files."""
+class Checkout:
+    """The origin-level ids and dates of what was pulled, and what walking it did not pull, by reason."""
 
     directory_id: str = ""
+    snapshot_id: str | None = None
     revision_id: str | None = None
-    revision_date: int | None = None  # seconds since the epoch, UTC
+    branch_name: str | None = None
+    visit_date: datetime | None = None
+    revision_date: datetime | None = None
+    committer_date: datetime | None = None
     skipped: dict[str, int] = field(default_factory=dict)
 
     def skip(self, reason: str) -> None:
@@ -76,8 +89,6 @@ def resolve(entry: Mapping[str, Any], index: int, repo_root: Path) -> Origin:
         root = Path(str(entry["path"])).expanduser()
         root = root if root.is_absolute() else repo_root / root
         declared = []
-        if root.is_dir() and os.access(root, os.R_OK | os.X_OK):
-            declared = licenses.from_license_files(root)
     else:
         raise OriginError(f"{where} ({name}) needs `path` or `distribution` + `subdir` in conf/source/")
     if not root.is_dir():
@@ -85,7 +96,8 @@ def resolve(entry: Mapping[str, Any], index: int, repo_root: Path) -> Origin:
     if not os.access(root, os.R_OK | os.X_OK):
         raise OriginError(f"origin '{name}': {root} is not readable; fix its permissions or {where}")
     chosen = licenses.parse_expression(str(entry["license"])) if entry.get("license") else declared
-    return Origin(name=str(name), root=root, licenses=chosen)
+    branch = str(entry["branch"]) if entry.get("branch") else None
+    return Origin(name=str(name), root=root, declared_licenses=chosen, branch=branch)
 
 
 def _distribution_root(entry: Mapping[str, Any], where: str) -> tuple[Path, list[str]]:
@@ -103,16 +115,16 @@ def _distribution_root(entry: Mapping[str, Any], where: str) -> tuple[Path, list
 
 def walk_directory(
     origin: Origin, exclude: list[str], on_file: Callable[[OriginFile], None]
-) -> Snapshot:
+) -> Checkout:
     """Visit every regular file of a plain directory origin and compute its directory SWHID."""
-    snapshot = Snapshot()
-    root_tree = _walk(origin.root, "", exclude, on_file, snapshot)
-    snapshot.directory_id = root_tree.hex()
-    return snapshot
+    checkout = Checkout()
+    root_tree = _walk(origin.root, "", exclude, on_file, checkout)
+    checkout.directory_id = root_tree.hex()
+    return checkout
 
 
 def _walk(
-    directory: Path, prefix: str, exclude: list[str], on_file: Callable[[OriginFile], None], snap: Snapshot
+    directory: Path, prefix: str, exclude: list[str], on_file: Callable[[OriginFile], None], snap: Checkout
 ) -> bytes:
     entries: list[TreeEntry] = []
     for item in sorted(os.scandir(directory), key=lambda e: e.name):
@@ -141,32 +153,87 @@ def _walk(
     return tree_id(entries)
 
 
-def walk_git(origin: Origin, on_file: Callable[[OriginFile], None]) -> Snapshot:
-    """Visit every blob of the HEAD commit of a git origin (its working tree is not read)."""
+def walk_git(origin: Origin, on_file: Callable[[OriginFile], None]) -> Checkout:
+    """Visit every blob of the branch's head commit (the working tree is not read) and compute every id.
+
+    The snapshot covers all the repository's refs as SWH's git loader records them (HEAD an alias); the
+    directory and revision ids are computed here from the objects, not taken from git's names for them.
+    """
     from dulwich.repo import Repo
 
     repo = Repo(str(origin.root))
-    try:
-        head = repo.head()
-    except KeyError as err:
-        raise OriginError(f"origin '{origin.name}': git repository {origin.root} has no commits") from err
-    commit = repo[head]
-    snapshot = Snapshot(
-        directory_id=commit.tree.decode(), revision_id=head.decode(), revision_date=commit.commit_time
-    )
-    _walk_git_tree(repo, commit.tree, "", on_file, snapshot)
-    return snapshot
+    branches = git_branches(repo)
+    checkout = Checkout(snapshot_id=snapshot_id(branches).hex())
+    if not any(b.target_type in ("revision", "release") for b in branches.values()):
+        checkout.skip("empty_repository")
+        return checkout
+    branch = _chosen_branch(repo, origin, branches)
+    commit = repo[repo.refs[branch]]
+    while commit.type_name == b"tag":  # a configured tag name: pull the commit it points at
+        commit = repo[commit.object[1]]
+    checkout.branch_name = branch.decode("utf-8", "surrogateescape")
+    checkout.revision_id = git_object_id(b"commit", commit.as_raw_string()).hex()
+    checkout.revision_date = datetime.fromtimestamp(commit.author_time, tz=UTC)
+    checkout.committer_date = datetime.fromtimestamp(commit.commit_time, tz=UTC)
+    checkout.directory_id = _walk_git_tree(repo, commit.tree, "", on_file, checkout).hex()
+    return checkout
+
+
+_GIT_TYPES = {1: "revision", 2: "directory", 3: "content", 4: "release"}
+
+
+def git_branches(repo: Any) -> dict[bytes, Branch]:
+    """Every ref of a dulwich repository as a snapshot branch: symbolic refs are aliases, lost targets dangle."""
+    branches: dict[bytes, Branch] = {}
+    for name, target in repo.refs.as_dict().items():
+        try:
+            type_num, _ = repo.object_store.get_raw(target)
+        except KeyError:
+            branches[name] = Branch("dangling")
+            continue
+        branches[name] = Branch(_GIT_TYPES[type_num], bytes.fromhex(target.decode()))
+    for name, target in repo.refs.get_symrefs().items():
+        branches[name] = Branch("alias", target)
+    return branches
+
+
+def _chosen_branch(repo: Any, origin: Origin, branches: dict[bytes, Branch]) -> bytes:
+    """The configured branch as a full ref name, or the one HEAD points at; fails listing the branches."""
+    if origin.branch is None:
+        head = branches.get(b"HEAD")
+        return head.target if head is not None and head.target_type == "alias" else b"HEAD"
+    wanted = origin.branch.encode()
+    for candidate in (wanted, b"refs/heads/" + wanted, b"refs/tags/" + wanted):
+        if candidate in branches and branches[candidate].target_type in ("revision", "release"):
+            return candidate
+    heads = sorted(n.decode("utf-8", "replace") for n in branches if n.startswith(b"refs/heads/"))
+    raise OriginError(f"origin '{origin.name}': branch '{origin.branch}' is not in {origin.root}; "
+                      f"choose one of: {', '.join(heads) or '(none)'}")
 
 
 def _walk_git_tree(repo: Any, tree_sha: bytes, prefix: str, on_file: Callable[[OriginFile], None],
-                   snap: Snapshot) -> None:
-    for item in sorted(repo[tree_sha].iteritems(), key=lambda i: i.path):
+                   snap: Checkout) -> bytes:
+    entries: list[TreeEntry] = []
+    for item in repo[tree_sha].iteritems():
         rel = f"{prefix}{os.fsdecode(item.path)}"
+        target = bytes.fromhex(item.sha.decode())
         if stat.S_ISDIR(item.mode):
-            _walk_git_tree(repo, item.sha, f"{rel}/", on_file, snap)
-        elif stat.S_ISLNK(item.mode):
+            entries.append(TreeEntry(item.path, MODE_DIRECTORY, _walk_git_tree(repo, item.sha, f"{rel}/", on_file,
+                                                                               snap)))
+            continue
+        if stat.S_ISLNK(item.mode):
+            entries.append(TreeEntry(item.path, MODE_SYMLINK, target))
             snap.skip("symlink")
         elif item.mode == 0o160000:
+            entries.append(TreeEntry(item.path, MODE_SUBMODULE, target))
             snap.skip("submodule")
         else:
-            on_file(OriginFile(rel, repo[item.sha].data, bool(item.mode & 0o111)))
+            executable = bool(item.mode & 0o111)
+            entries.append(TreeEntry(item.path, MODE_EXECUTABLE if executable else MODE_FILE, target))
+            try:
+                blob = repo[item.sha]
+            except KeyError:  # a shallow or damaged clone: the tree names a blob the repository lacks
+                snap.skip("missing_object")
+                continue
+            on_file(OriginFile(rel, blob.data, executable))
+    return tree_id(entries)

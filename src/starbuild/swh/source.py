@@ -1,13 +1,14 @@
-"""Sources of origins. `local` pulls directories and git repositories on this machine.
+"""Sources of origins and what they share: the `source` config section and writing an origin's rows.
 
-A source turns `cfg.source` into a list of origins and pulls one origin at a time into a
-Parquet file of raw rows; the pull stage shards and orders the result. The full Software
-Heritage sources (graph export, The Stack v2 index, Web API) plug in here as further kinds.
+A source turns `cfg.source` into a list of origins and pulls one origin at a time into a Parquet file
+of raw rows (every source through `records.origin_rows`, so the table means the same whatever filled
+it); the pull stage shards and orders the result. A new source is one class in a module of this
+package and one entry in `sources.SOURCES`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,33 +16,75 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from starbuild.core import schemas
-from starbuild.swh import licenses
-from starbuild.swh.hashing import directory_swhid
-from starbuild.swh.origins import Origin, OriginFile, resolve, walk_directory, walk_git
-from starbuild.swh.records import file_row, finish_rows, skip_reason
+from starbuild.swh.hashing import directory_swhid, snapshot_swhid
+from starbuild.swh.origins import Checkout
+from starbuild.swh.records import RowOptions
 
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """The `source` config section; `origins` entries are checked when they are resolved."""
+    """The `source` config section. Keys a kind does not use are ignored; each source checks its own."""
 
     kind: str
-    # Files of this size or more are skipped and counted.
+    # Files of this size or more are skipped and counted (The Stack v2 fetched blobs under 10 MB).
     max_file_bytes: int
     # Raw shards are cut when they reach this many content bytes.
     shard_target_bytes: int
-    # Names never part of an origin (glob patterns).
+    # Names never part of a local origin (glob patterns).
     exclude: list[str]
+    # local: directories/git repositories; swh_graph, swh_api: origin URLs (empty = every origin of the export).
     origins: list[Any]
     # Users and repositories never pulled: a file of `owner` or `owner/repo` lines (a pull dep in dvc.yaml).
     opt_out: str
+    # Encodings tried (Python codec names) for files that are not UTF-8; the detector picks among them.
+    encodings: list[str]
+    # askalono's confidence (0–1) below which a license file's text is not taken as that license.
+    license_min_score: float
+    # swh_graph: the graph export (ORC tables), a local directory or s3://bucket/prefix.
+    graph: str | None = None
+    # stack_v2: Parquet files (or directories of them) with The Stack v2's columns.
+    index: list[str] = field(default_factory=list)
+    # swh_graph, stack_v2: where contents live, keyed by sha1, gzip: a directory, s3://… or http(s)://….
+    content_store: str | None = None
+    # Contents fetched once are kept here (by sha1), so an interrupted pull resumes without re-downloading.
+    content_cache: str = ".cache/starbuild/content"
+    # S3 endpoint for a non-AWS server (MinIO, a test's moto) and unsigned requests (the public SWH bucket).
+    s3_endpoint: str | None = None
+    s3_anonymous: bool = True
+    s3_region: str = "us-east-1"
+    # swh_api: the Web API root; the token comes from $SWH_AUTH_TOKEN, never from config.
+    api_url: str = "https://archive.softwareheritage.org/api/1/"
+    # Concurrent downloads per origin (content store and API).
+    download_workers: int = 8
+    # Seconds before one HTTP request is given up (and retried).
+    request_timeout: float = 30.0
+    # Tries per request for retryable failures (429, 5xx, timeouts) before the object counts as failed.
+    request_retries: int = 6
 
     def __post_init__(self) -> None:
+        from starbuild.swh.sources import SOURCES  # the registry imports every source, which imports this
+
         if self.kind not in SOURCES:
             raise ValueError(f"kind '{self.kind}' is unknown; choose one of: {', '.join(SOURCES)}")
-        for key in ("max_file_bytes", "shard_target_bytes"):
+        for key in ("max_file_bytes", "shard_target_bytes", "download_workers", "request_retries"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+        if not 0.0 <= self.license_min_score <= 1.0:
+            raise ValueError(f"license_min_score must be in [0, 1], got {self.license_min_score}")
+        if self.request_timeout <= 0:
+            raise ValueError(f"request_timeout must be > 0, got {self.request_timeout}")
+
+    def row_options(self) -> RowOptions:
+        """What `records.origin_rows` needs from this section."""
+        return RowOptions(self.max_file_bytes, tuple(self.encodings), self.license_min_score)
+
+
+@dataclass(frozen=True)
+class OriginRef:
+    """An origin of a remote source: its name and the source's own handle for it (a URL, an id)."""
+
+    name: str
+    ref: Any = None
 
 
 @dataclass(frozen=True)
@@ -49,10 +92,13 @@ class OriginSummary:
     """What pulling one origin produced, for the stage's metrics."""
 
     name: str
-    directory_swhid: str
+    directory_swhid: str | None
+    snapshot_swhid: str | None
     revision_id: str | None
-    license_type: str
-    licenses: list[str]
+    branch_name: str | None
+    declared_licenses: list[str]
+    detected_licenses: list[str]
+    files_by_license_type: dict[str, int]
     files: int
     bytes: int
     skipped: dict[str, int]
@@ -62,70 +108,38 @@ class OriginSummary:
 class Source(Protocol):
     """Where origins come from and how one origin's files are pulled."""
 
-    def origins(self) -> list[Origin]:
-        """Every origin to pull, in a fixed order."""
+    def origins(self) -> list[Any]:
+        """Every origin to pull (each with a unique `.name`), in a fixed order."""
         ...
 
-    def pull_origin(self, origin: Origin, destination: Path) -> OriginSummary:
+    def pull_origin(self, origin: Any, destination: Path) -> OriginSummary:
         """Write the origin's raw rows, sorted by path, to the Parquet file `destination`."""
         ...
 
 
-class LocalSource:
-    """Origins that are local directories or git repositories (`source.kind: local`)."""
-
-    def __init__(self, cfg: SourceConfig, repo_root: Path) -> None:
-        self.cfg = cfg
-        self.repo_root = repo_root
-
-    def origins(self) -> list[Origin]:
-        """Resolve every configured origin; names must be unique."""
-        origins = [resolve(entry, i, self.repo_root) for i, entry in enumerate(self.cfg.origins)]
-        names = [o.name for o in origins]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"origin names must be unique in source.origins; repeated: {', '.join(duplicates)}")
-        return sorted(origins, key=lambda o: o.name)
-
-    def pull_origin(self, origin: Origin, destination: Path) -> OriginSummary:
-        """Walk the origin, keep its text files and write their rows to `destination`."""
-        rows: list[dict[str, Any]] = []
-        dropped: dict[str, int] = {}
-        max_bytes = self.cfg.max_file_bytes
-
-        def on_file(file: OriginFile) -> None:
-            reason = skip_reason(file, max_bytes)
-            if reason:
-                dropped[reason] = dropped.get(reason, 0) + 1
-            else:
-                rows.append(file_row(file, origin))
-
-        if origin.is_git:
-            snapshot = walk_git(origin, on_file)
-        else:
-            snapshot = walk_directory(origin, list(self.cfg.exclude), on_file)
-        rows = finish_rows(rows, snapshot)
-        pq.write_table(pa.Table.from_pylist(rows, schema=schemas.RAW), destination)
-        languages: dict[str, int] = {}
-        for row in rows:
-            key = row["language"] or "unknown"
-            languages[key] = languages.get(key, 0) + 1
-        return OriginSummary(
-            name=origin.name,
-            directory_swhid=directory_swhid(snapshot.directory_id),
-            revision_id=snapshot.revision_id,
-            license_type=licenses.classify(origin.licenses),
-            licenses=list(origin.licenses),
-            files=len(rows),
-            bytes=sum(r["length_bytes"] for r in rows),
-            skipped={**snapshot.skipped, **dropped},
-            languages=languages,
-        )
-
-
-SOURCES = {"local": LocalSource}
-
-
-def make_source(cfg: SourceConfig, repo_root: Path) -> Source:
-    """The source named by `source.kind` (SourceConfig checks that it is one of SOURCES)."""
-    return SOURCES[cfg.kind](cfg, repo_root)
+def write_origin(name: str, rows: list[dict[str, Any]], checkout: Checkout, declared: list[str],
+                 destination: Path) -> OriginSummary:
+    """Write an origin's rows to `destination` and summarise them."""
+    pq.write_table(pa.Table.from_pylist(rows, schema=schemas.RAW), destination)
+    languages: dict[str, int] = {}
+    license_types: dict[str, int] = {}
+    detected: set[str] = set()
+    for row in rows:
+        key = row["language"] or "unknown"
+        languages[key] = languages.get(key, 0) + 1
+        license_types[row["license_type"]] = license_types.get(row["license_type"], 0) + 1
+        detected.update(row["detected_licenses"])
+    return OriginSummary(
+        name=name,
+        directory_swhid=directory_swhid(checkout.directory_id) if checkout.directory_id else None,
+        snapshot_swhid=snapshot_swhid(checkout.snapshot_id) if checkout.snapshot_id else None,
+        revision_id=checkout.revision_id,
+        branch_name=checkout.branch_name,
+        declared_licenses=list(declared),
+        detected_licenses=sorted(detected),
+        files_by_license_type=license_types,
+        files=len(rows),
+        bytes=sum(r["length_bytes"] for r in rows),
+        skipped=dict(checkout.skipped),
+        languages=languages,
+    )

@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,18 +17,20 @@ from starbuild.core.shards import atomic_output, shard_name, write_shard
 from starbuild.core.stage import StageContext, StageError
 from starbuild.executors import make_executor
 from starbuild.swh.opt_out import opted_out, read_opt_out
-from starbuild.swh.origins import Origin, OriginError
-from starbuild.swh.source import OriginSummary, Source, SourceConfig, make_source
+from starbuild.swh.origins import OriginError
+from starbuild.swh.source import OriginSummary, Source, SourceConfig
+from starbuild.swh.sources import make_source
 
 log = logging.getLogger(__name__)
 
 # Every reason a file of an origin is not pulled; all appear in the metrics, zero or not.
 SKIP_REASONS = ("binary", "too_large", "undecodable", "undecodable_path", "symlink", "submodule", "unreadable",
-                "special_file")
+                "special_file", "missing_object", "empty_repository", "content_missing", "content_corrupt",
+                "fetch_failed")
 _BATCH_ROWS = 256
 
 
-def _pull_one(task: tuple[Source, Origin, Path]) -> OriginSummary:
+def _pull_one(task: tuple[Source, Any, Path]) -> OriginSummary:
     source, origin, destination = task
     return source.pull_origin(origin, destination)
 
@@ -106,7 +109,8 @@ def pull_metrics(summaries: list[OriginSummary], shards: int) -> dict:
             skipped[reason] = skipped.get(reason, 0) + n
         for language, n in s.languages.items():
             languages[language] = languages.get(language, 0) + n
-        license_types[s.license_type] = license_types.get(s.license_type, 0) + s.files
+        for license_type, n in s.files_by_license_type.items():
+            license_types[license_type] = license_types.get(license_type, 0) + n
     return {
         "origins": {s.name: {k: v for k, v in asdict(s).items() if k != "name"} for s in summaries},
         "files": sum(s.files for s in summaries),

@@ -1,0 +1,36 @@
+"""The `local` source: directories and git repositories on this machine (the embedded default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starbuild.swh.origins import Origin, OriginFile, resolve, walk_directory, walk_git
+from starbuild.swh.records import origin_rows
+from starbuild.swh.source import OriginSummary, SourceConfig, write_origin
+
+
+class LocalSource:
+    """Origins that are local directories or git repositories (`source.kind: local`)."""
+
+    def __init__(self, cfg: SourceConfig, repo_root: Path) -> None:
+        self.cfg = cfg
+        self.repo_root = repo_root
+
+    def origins(self) -> list[Origin]:
+        """Resolve every configured origin; names must be unique."""
+        origins = [resolve(entry, i, self.repo_root) for i, entry in enumerate(self.cfg.origins)]
+        names = [o.name for o in origins]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"origin names must be unique in source.origins; repeated: {', '.join(duplicates)}")
+        return sorted(origins, key=lambda o: o.name)
+
+    def pull_origin(self, origin: Origin, destination: Path) -> OriginSummary:
+        """Walk the origin (a git repository's branch head, or a directory) and write its rows."""
+        files: list[OriginFile] = []
+        if origin.is_git:
+            checkout = walk_git(origin, files.append)
+        else:
+            checkout = walk_directory(origin, list(self.cfg.exclude), files.append)
+        rows = origin_rows(origin.name, files, checkout, origin.declared_licenses, self.cfg.row_options())
+        return write_origin(origin.name, rows, checkout, origin.declared_licenses, destination)
