@@ -17,20 +17,9 @@ from starbuild.core.stage import StageContext
 from starbuild.swh.decoding import decode
 from starbuild.swh.stage import run_pull
 from tests.factories import git, with_overrides
+from tests.swh_fixtures import GPL3, MIT
 
 ENCODINGS = ["cp1252", "latin_1", "gb18030", "big5", "shift_jis", "cp932", "euc_jp", "euc_kr", "cp1251"]
-MIT = ("MIT License\n\nCopyright (c) 2024 Someone\n\nPermission is hereby granted, free of charge, to any person "
-       "obtaining a copy\nof this software and associated documentation files (the \"Software\"), to deal\n"
-       "in the Software without restriction, including without limitation the rights\nto use, copy, modify, "
-       "merge, publish, distribute, sublicense, and/or sell\ncopies of the Software, and to permit persons to "
-       "whom the Software is\nfurnished to do so, subject to the following conditions:\n\nThe above copyright "
-       "notice and this permission notice shall be included in all\ncopies or substantial portions of the "
-       "Software.\n\nTHE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR\nIMPLIED, "
-       "INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,\nFITNESS FOR A PARTICULAR PURPOSE AND "
-       "NONINFRINGEMENT. IN NO EVENT SHALL THE\nAUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR "
-       "OTHER\nLIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,\nOUT OF OR IN "
-       "CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE\nSOFTWARE.\n")
-GPL3 = "                    GNU GENERAL PUBLIC LICENSE\n                       Version 3, 29 June 2007\n\n..."
 
 
 @pytest.mark.parametrize(

@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.projects import SMOKE, fresh_project, lock_md5s, run, sh, stages_run
+from tests.projects import SMOKE, free_port, fresh_project, lock_md5s, moto_server, run, sh, stages_run
 
 pytestmark = pytest.mark.e2e
 
@@ -49,33 +44,12 @@ class S3Server:
                             aws_access_key_id=self.key_id, aws_secret_access_key=self.secret)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3() -> Iterator[S3Server]:
     """A moto S3 server on 127.0.0.1 that checks credentials after its first three (IAM set-up) calls."""
     import boto3
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the moto S3 server did not start") from None
-                time.sleep(0.1)
-        endpoint = f"http://127.0.0.1:{port}"
+    with moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "3"}) as endpoint:
         iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
                            aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
         iam.create_user(UserName="releaser")
@@ -85,9 +59,6 @@ def s3() -> Iterator[S3Server]:
         found = S3Server(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
         found.client().create_bucket(Bucket=BUCKET)
         yield found
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +32,7 @@ from starbuild.swh.stage import run_pull
 from starbuild.swh.storage import S3Options
 from tests import swh_fixtures as fx
 from tests.factories import stage_context, with_overrides
+from tests.projects import moto_server
 
 BUCKET = "swh-test"
 NAMES = {fx.ALPHA_URL: "test/alpha", fx.BETA_URL: "gitlab.com/test/beta"}
@@ -182,31 +179,12 @@ def test_a_second_pull_reads_the_cache_only(world: World, smoke_cfg: DictConfig,
 # --- The same export on S3 -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3(world: World) -> Iterator[str]:
     """A moto S3 server on 127.0.0.1 holding the export and the contents in a bucket anyone may read."""
     import boto3
 
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the moto S3 server did not start") from None
-                time.sleep(0.05)
-        endpoint = f"http://127.0.0.1:{port}"
+    with moto_server() as endpoint:
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="owner",
                               aws_secret_access_key="owner")
         client.create_bucket(Bucket=BUCKET)
@@ -226,9 +204,6 @@ def s3(world: World) -> Iterator[str]:
         client.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(policy))
         urllib.request.urlopen(private, timeout=10).close()
         yield endpoint
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_the_export_on_s3_gives_the_same_rows(world: World, graph_pull: tuple[list, dict], s3: str,
