@@ -118,3 +118,24 @@ def test_empty_git_repository_is_counted_not_fatal(tmp_path: Path) -> None:
     git(tmp_path, "init", "-q")
     checkout = walk_git(Origin("t", tmp_path), lambda f: None)
     assert checkout.skipped == {"empty_repository": 1} and checkout.revision_id is None
+
+
+@pytest.mark.parametrize("reader", ["git", "dulwich"])
+def test_git_blobs_read_alike_and_a_lost_blob_is_counted(branchy_repo: Path, reader: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from starbuild.swh import git_blobs
+    from starbuild.swh.origins import walk_git
+
+    if reader == "dulwich":
+        monkeypatch.setattr(git_blobs.shutil, "which", lambda name: None)
+    files: list = []
+    checkout = walk_git(Origin("t", branchy_repo), files.append)
+    assert {f.path: f.data for f in files} == {p: (branchy_repo / p).read_bytes() for p in
+                                              ["empty.txt", "pkg-a.txt", "pkg/mod.py", "run.sh", "deep/er/data.bin"]}
+    lost = git(branchy_repo, "rev-parse", "HEAD:pkg/mod.py")
+    (branchy_repo / ".git" / "objects" / lost[:2] / lost[2:]).unlink()
+    files.clear()
+    checkout = walk_git(Origin("t", branchy_repo), files.append)
+    assert checkout.skipped == {"symlink": 1, "missing_object": 1}
+    assert "pkg/mod.py" not in {f.path for f in files}
+    assert checkout.directory_id == git(branchy_repo, "rev-parse", "HEAD^{tree}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from starbuild.swh import licenses
+from starbuild.swh.git_blobs import read_blobs
 from starbuild.swh.hashing import (
     MODE_DIRECTORY,
     MODE_EXECUTABLE,
@@ -175,7 +176,14 @@ def walk_git(origin: Origin, on_file: Callable[[OriginFile], None]) -> Checkout:
     checkout.revision_id = git_object_id(b"commit", commit.as_raw_string()).hex()
     checkout.revision_date = datetime.fromtimestamp(commit.author_time, tz=UTC)
     checkout.committer_date = datetime.fromtimestamp(commit.commit_time, tz=UTC)
-    checkout.directory_id = _walk_git_tree(repo, commit.tree, "", on_file, checkout).hex()
+    blobs: list[tuple[str, bytes, bool]] = []
+    checkout.directory_id = _walk_git_tree(repo, commit.tree, "", blobs, checkout).hex()
+    for (rel, _, executable), data in zip(blobs, read_blobs(origin.root, repo, [sha for _, sha, _ in blobs]),
+                                          strict=True):
+        if data is None:
+            checkout.skip("missing_object")
+        else:
+            on_file(OriginFile(rel, data, executable))
     return checkout
 
 
@@ -211,17 +219,17 @@ def _chosen_branch(repo: Any, origin: Origin, branches: dict[bytes, Branch]) -> 
                       f"choose one of: {', '.join(heads) or '(none)'}")
 
 
-def _walk_git_tree(repo: Any, tree_sha: bytes, prefix: str, on_file: Callable[[OriginFile], None],
+def _walk_git_tree(repo: Any, tree_sha: bytes, prefix: str, blobs: list[tuple[str, bytes, bool]],
                    snap: Checkout) -> bytes:
+    """The tree's id, computed from its entries; its blobs (path, hex sha, executable) are added to `blobs`."""
     entries: list[TreeEntry] = []
     for item in repo[tree_sha].iteritems():
         rel = f"{prefix}{os.fsdecode(item.path)}"
         target = bytes.fromhex(item.sha.decode())
         if stat.S_ISDIR(item.mode):
-            entries.append(TreeEntry(item.path, MODE_DIRECTORY, _walk_git_tree(repo, item.sha, f"{rel}/", on_file,
-                                                                               snap)))
-            continue
-        if stat.S_ISLNK(item.mode):
+            subtree = _walk_git_tree(repo, item.sha, f"{rel}/", blobs, snap)
+            entries.append(TreeEntry(item.path, MODE_DIRECTORY, subtree))
+        elif stat.S_ISLNK(item.mode):
             entries.append(TreeEntry(item.path, MODE_SYMLINK, target))
             snap.skip("symlink")
         elif item.mode == 0o160000:
@@ -230,10 +238,5 @@ def _walk_git_tree(repo: Any, tree_sha: bytes, prefix: str, on_file: Callable[[O
         else:
             executable = bool(item.mode & 0o111)
             entries.append(TreeEntry(item.path, MODE_EXECUTABLE if executable else MODE_FILE, target))
-            try:
-                blob = repo[item.sha]
-            except KeyError:  # a shallow or damaged clone: the tree names a blob the repository lacks
-                snap.skip("missing_object")
-                continue
-            on_file(OriginFile(rel, blob.data, executable))
+            blobs.append((rel, item.sha, executable))
     return tree_id(entries)
