@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Hydra overrides for `make params`, e.g. `make repro OVERRIDES="experiment=smoke"`.
 OVERRIDES ?=
 
-.PHONY: setup params repro verify release test lint bench clean-venv
+.PHONY: setup setup-scancode params repro verify release test lint bench clean-venv
 
 setup: $(INSTALLED)
 
@@ -18,6 +18,10 @@ $(INSTALLED): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --upgrade pip==25.3
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	touch $(INSTALLED)
+
+# The optional ScanCode license detector (`source.license_detector: scancode`; CI installs it to test it).
+setup-scancode: $(INSTALLED)
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev,scancode]'
 
 params: $(INSTALLED)
 	$(BIN)/python -m starbuild.core.config $(OVERRIDES)

@@ -19,15 +19,27 @@ from typing import Any
 from urllib.error import HTTPError
 
 import pyarrow as pa
+import pyarrow.orc as orc
 import pyarrow.parquet as pq
 import pytest
 from omegaconf import DictConfig
 
 from starbuild.core import layout, schemas
+from starbuild.core.config import typed_section
 from starbuild.core.shards import list_shards
 from starbuild.core.stage import StageError
-from starbuild.swh.graph import MAX_DEPTH, Export, plan, repo_name
+from starbuild.swh.graph import (
+    MAX_DEPTH,
+    Export,
+    GraphSource,
+    ensure_listing,
+    listing_key,
+    plan,
+    read_listing,
+    repo_name,
+)
 from starbuild.swh.origins import Checkout
+from starbuild.swh.source import SourceConfig
 from starbuild.swh.stage import run_pull
 from starbuild.swh.storage import S3Options
 from tests import swh_fixtures as fx
@@ -217,6 +229,11 @@ def test_the_export_on_s3_gives_the_same_rows(world: World, graph_pull: tuple[li
         os.environ.update(env)
     assert rows == graph_pull[0]
     assert metrics["skipped"] == graph_pull[1]["skipped"]
+    # The listing's key sees the export's files on S3 as on disk (with S3's modification times).
+    listed = Export(f"s3://{BUCKET}/graph", S3Options(s3, anonymous=True)).files("directory_entry")
+    on_disk = sorted((world.graph / "directory_entry").iterdir())
+    assert [(Path(path).name, size) for path, size, _ in listed] == [(f.name, f.stat().st_size) for f in on_disk]
+    assert all(mtime for _, _, mtime in listed)
 
 
 # --- The Stack v2's index ----------------------------------------------------------------------------------
@@ -275,8 +292,85 @@ def test_directories_deeper_than_64_levels_are_counted_not_read(tmp_path: Path) 
                                                      "type": "dir", "target": below, "perms": 0o040000})
     fx.write_export(export, tmp_path / "graph", tmp_path / "content")
     checkout = Checkout()
-    wanted = plan(Export(str(tmp_path / "graph"), S3Options()).tree(levels[0]), 100, checkout)
+    listing = ensure_listing(Export(str(tmp_path / "graph"), S3Options()), [levels[0]], tmp_path / "listings")
+    wanted = plan(read_listing(listing, levels[0]), 100, checkout)
     assert len(wanted) == MAX_DEPTH == 64
     assert {sha for _, sha, _ in wanted} == {sha1}
     assert max(path.count("/") for path, _, _ in wanted) == MAX_DEPTH - 1
     assert checkout.skipped == {"too_deep": 1}
+
+
+# --- The listing of every origin's paths -------------------------------------------------------------------
+
+
+def graph_config(cfg: DictConfig, world: World, cache: Path) -> SourceConfig:
+    """The `source` section for the whole export in its directory, as the pull stage reads it."""
+    source = {"max_file_bytes": fx.MAX_FILE_BYTES, **graph_source(world, cache)}
+    return typed_section(with_overrides(cfg, source=source), "source", SourceConfig)
+
+
+def test_paths_are_listed_once_for_all_origins_and_the_listing_reused(world: World, smoke_cfg: DictConfig,
+                                                                       tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    traversals: list[list[str]] = []
+    write_listing = Export.write_listing
+
+    def counted(export: Export, roots: list[str], destination: Path) -> None:
+        traversals.append(roots)
+        write_listing(export, roots, destination)
+
+    monkeypatch.setattr(Export, "write_listing", counted)
+    source = graph_source(world, tmp_path / "cache")
+    first, _ = pull(smoke_cfg, tmp_path / "one", **source)
+    # One traversal for every origin: alpha's root and beta's (which beta-released shares; partial has none).
+    assert traversals == [sorted({fx.git(world.alpha, "rev-parse", "main^{tree}"),
+                                  fx.git(world.beta, "rev-parse", "master^{tree}")})]
+    [listing] = (tmp_path / "graph-listings").glob("*.parquet")
+    assert not list(listing.parent.glob("*.partial"))
+    before = listing.stat()
+
+    def refused(*_: Any) -> None:
+        raise AssertionError("directory_entry traversed again")
+
+    monkeypatch.setattr(Export, "write_listing", refused)
+    second, _ = pull(smoke_cfg, tmp_path / "two", **source)
+    assert second == first
+    assert (listing.stat().st_ino, listing.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_origins_sharing_a_root_both_get_its_rows(world: World, smoke_cfg: DictConfig, tmp_path: Path) -> None:
+    source = GraphSource(graph_config(smoke_cfg, world, tmp_path / "cache"), tmp_path)
+    origins = {o.name: o for o in source.origins()}
+    beta, released = origins["gitlab.com/test/beta"], origins["test/beta-released"]
+    assert beta.ref.directory_id == released.ref.directory_id
+    assert beta.ref.listing == released.ref.listing == origins["test/alpha"].ref.listing
+    listed = [(r["root"], r["path"]) for r in pq.read_table(beta.ref.listing).to_pylist()]
+    assert listed == sorted(set(listed))  # by root and path, the shared root's entries once
+    summaries = [source.pull_origin(o, tmp_path / f"{i}.parquet") for i, o in enumerate((beta, released))]
+    assert summaries[0].files == summaries[1].files == len(of(world.local_rows, NAMES[fx.BETA_URL]))
+    rows = [pq.read_table(tmp_path / f"{i}.parquet").to_pylist() for i in range(2)]
+    differ = ("repo_name", "snapshot_id", "branch_name")
+    assert without(rows[0], *differ) == without(rows[1], *differ)
+
+
+def test_the_listing_key_follows_the_export_and_the_roots(world: World, tmp_path: Path) -> None:
+    graph = shutil.copytree(world.graph, tmp_path / "graph")
+    roots = ["b" * 40, "a" * 40]
+    key = listing_key(Export(str(graph), S3Options()), roots)
+    files = Export(str(graph), S3Options()).files("content")
+    assert [Path(path).name for path, _, _ in files] == ["part-0.orc", "part-1.orc"]
+    assert listing_key(Export(str(graph), S3Options()), [*reversed(roots), roots[0]]) == key
+    assert listing_key(Export(str(graph), S3Options()), roots[:1]) != key
+    # A table the listing does not read may change…
+    origin = graph / "origin" / "part-0.orc"
+    orc.write_table(orc.read_table(origin), origin, compression="snappy")
+    assert listing_key(Export(str(graph), S3Options()), roots) == key
+    # …one it reads may not: rewritten (another size)…
+    part = graph / "directory_entry" / "part-0.orc"
+    orc.write_table(orc.read_table(part), part, compression="snappy")
+    rewritten = listing_key(Export(str(graph), S3Options()), roots)
+    assert rewritten != key
+    # …or only touched (the same size, another mtime).
+    content = graph / "content" / "part-0.orc"
+    os.utime(content, ns=(content.stat().st_atime_ns, content.stat().st_mtime_ns + 10**9))
+    assert listing_key(Export(str(graph), S3Options()), roots) not in (key, rewritten)

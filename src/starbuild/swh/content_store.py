@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import sys
 import threading
 import time
 import zlib
@@ -20,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+from tqdm import tqdm
 
 from starbuild.swh.storage import S3Options, open_location
 
@@ -90,8 +92,8 @@ class ContentStore:
             self.cache.put(sha1, data)
         return data
 
-    def fetch_many(self, sha1s: Iterable[str], workers: int) -> dict[str, bytes | ContentError]:
-        """Every content of `sha1s` or the error it gave, fetched `workers` at a time."""
+    def fetch_many(self, sha1s: Iterable[str], workers: int, desc: str = "contents") -> dict[str, bytes | ContentError]:
+        """Every content of `sha1s` or the error it gave, fetched `workers` at a time (a progress bar on a TTY)."""
         wanted = sorted(set(sha1s))
 
         def one(sha1: str) -> bytes | ContentError:
@@ -101,7 +103,9 @@ class ContentStore:
                 return err
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return dict(zip(wanted, pool.map(one, wanted), strict=True))
+            fetched = tqdm(pool.map(one, wanted), total=len(wanted), desc=desc, unit="file",
+                           disable=not sys.stderr.isatty())
+            return dict(zip(wanted, fetched, strict=True))
 
     def _read(self, sha1: str) -> bytes:
         for attempt in range(self.retries):

@@ -1,14 +1,22 @@
 """The `swh_graph` source: origins of a Software Heritage graph export (ORC tables), contents from the bucket.
 
 Selection follows BigCode's (The Stack v2): an origin's latest `full` visit, in its snapshot the branch HEAD
-(through its alias), else refs/heads/main, else refs/heads/master, and that revision's root directory. Paths
-are rebuilt from `directory_entry` with one recursive query and mapped to `content.sha1`, the key of the
-content store. DuckDB scans the export's tables lazily (local or s3://), so no table is loaded whole.
+(through its alias), else refs/heads/main, else refs/heads/master, and that revision's root directory. DuckDB
+scans the export's tables lazily (local or s3://), so no table is loaded whole.
+
+Paths are rebuilt once for all selected origins, as BigCode's `find_file_paths.py` did: one recursive query over
+`directory_entry` starts from every root directory at once (each level scans the table once, whatever the number
+of origins), joins `content` once for `sha1` (the content store's key), and writes the entries sorted by root
+and path to a Parquet listing. The listing is cached under a key of the export's files and the roots, so an
+interrupted pull resumes without the traversal; each origin's worker reads only its root's rows from it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -20,6 +28,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from starbuild.swh.content_store import ContentCache, ContentError, ContentStore
 from starbuild.swh.origins import Checkout, OriginFile
@@ -38,6 +47,12 @@ MAX_DEPTH = 64
 # Aliases and releases pointing at aliases and releases: more hops than this is a loop.
 MAX_HOPS = 8
 PERM_SYMLINK = 0o120000
+# The tables the listing is computed from: their files are part of its cache key.
+LISTED_TABLES = ("directory_entry", "content")
+# Part of the listing's cache key: bump it when the listing's query or columns change.
+LISTING_VERSION = 1
+# Rows per row group of the listing: small enough that a worker reading one root skips most of the file.
+LISTING_ROW_GROUP = 65_536
 
 # Why an origin yields no files; counted in its `skipped` like a file reason.
 NO_FULL_VISIT = "no_full_visit"
@@ -58,6 +73,8 @@ class Selection:
     directory_id: str | None = None
     revision_date: datetime | None = None
     committer_date: datetime | None = None
+    # The Parquet listing holding the entries of `directory_id` (and of every other selected root).
+    listing: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -126,16 +143,19 @@ def fetch_files(store: ContentStore, wanted: list[tuple[str, str, bool]], worker
 class Export:
     """The tables of a graph export registered in one DuckDB connection (per process: never pickled)."""
 
-    def __init__(self, url: str, s3: S3Options) -> None:
-        fs, base = open_location(url, s3)
-        self.con = duckdb.connect()
-        self.tables: set[str] = set()
+    def __init__(self, url: str, s3: S3Options, temp_directory: Path | None = None) -> None:
+        self.url = url
+        self.fs, self.base = open_location(url, s3)
+        # DuckDB spills what does not fit in memory there (by default `.tmp` in the working directory).
+        self.con = duckdb.connect(config={"temp_directory": str(temp_directory)} if temp_directory else {})
+        self.datasets: dict[str, ds.FileSystemDataset] = {}
         for table in (*REQUIRED_TABLES, *OPTIONAL_TABLES):
-            path = f"{base}/{table}"
-            if fs.get_file_info(path).type != pafs.FileType.Directory:
+            path = f"{self.base}/{table}"
+            if self.fs.get_file_info(path).type != pafs.FileType.Directory:
                 continue
-            self.con.register(table, ds.dataset(path, format="orc", filesystem=fs))
-            self.tables.add(table)
+            self.datasets[table] = ds.dataset(path, format="orc", filesystem=self.fs)
+            self.con.register(table, self.datasets[table])
+        self.tables = set(self.datasets)
         missing = [t for t in REQUIRED_TABLES if t not in self.tables]
         if missing:
             raise ValueError(f"the graph export {url} lacks the tables {', '.join(missing)} (one directory of ORC "
@@ -197,28 +217,85 @@ class Export:
             found.setdefault(row[0], tuple(row[1:]))
         return found
 
-    def tree(self, directory_id: str) -> list[Entry]:
-        """Every non-directory entry under `directory_id` with its full path, content row joined, by path."""
-        rows = self.query(
-            f"""WITH RECURSIVE tree(directory_id, prefix, depth) AS (
-                  SELECT ?::VARCHAR, ''::BLOB, 1
-                  UNION ALL
-                  SELECT e.target, t.prefix || e.name || '/'::BLOB, t.depth + 1
-                  FROM tree t JOIN directory_entry e ON e.directory_id = t.directory_id
-                  WHERE e.type = 'dir' AND t.depth < {MAX_DEPTH}),
-                entries AS (
-                  SELECT t.prefix || e.name AS path, e.type, e.target, e.perms
-                  FROM tree t JOIN directory_entry e ON e.directory_id = t.directory_id
-                  -- a directory is listed only where it is too deep to be read
-                  WHERE e.type <> 'dir' OR t.depth >= {MAX_DEPTH})
-                SELECT x.path, x.type, x.perms, c.sha1, c.length, c.status
-                FROM entries x LEFT JOIN content c ON x.type = 'file' AND c.sha1_git = x.target
-                -- an id listed twice in `content`: prefer the visible row
-                QUALIFY row_number() OVER (
-                  PARTITION BY x.path ORDER BY (c.status = 'visible') DESC NULLS LAST, c.sha1) = 1
-                ORDER BY x.path""", [directory_id])
-        return [Entry(bytes(path), kind, perms, sha1, length, status)
-                for path, kind, perms, sha1, length, status in rows]
+    def files(self, table: str) -> list[tuple[str, int, int | None]]:
+        """(path, size, mtime in ns where the filesystem gives one) of every file of `table`, by path."""
+        # One listing of the table's directory, not one request per file (on S3 each would be a HEAD); only
+        # the files the dataset reads count (it skips hidden ones such as `_SUCCESS`).
+        listed = self.fs.get_file_info(pafs.FileSelector(f"{self.base}/{table}", recursive=True))
+        read = set(self.datasets[table].files)
+        return sorted((f.path, f.size, f.mtime_ns) for f in listed if f.path in read)
+
+    def write_listing(self, roots: list[str], destination: Path) -> None:
+        """Every non-directory entry under each of `roots` with its path and content row, to Parquet by root, path."""
+        self.con.register("roots", pa.table({"root": pa.array(roots, pa.string())}))
+        try:
+            self.con.execute(f"""COPY ({LISTING_QUERY}) TO '{sql_string(destination)}'
+                                 (FORMAT parquet, ROW_GROUP_SIZE {LISTING_ROW_GROUP})""")
+        finally:
+            self.con.unregister("roots")
+
+
+# Each row of `tree` is an entry of a directory `depth` levels down its root (the root itself: depth 0), so
+# every level is one join of the entries found so far with `directory_entry`, for all roots together.
+LISTING_QUERY = f"""
+    WITH RECURSIVE tree(root, type, target, path, perms, depth) AS (
+      SELECT DISTINCT root, 'dir', root, ''::BLOB, NULL::INTEGER, 0 FROM roots
+      UNION ALL
+      SELECT t.root, e.type, e.target, if(t.depth = 0, e.name, t.path || '/'::BLOB || e.name), e.perms, t.depth + 1
+      FROM tree t JOIN directory_entry e ON e.directory_id = t.target
+      WHERE t.type = 'dir' AND t.depth < {MAX_DEPTH})
+    SELECT x.root, x.path, x.type, x.perms, c.sha1, c.length, c.status
+    -- An equality on a computed key keeps this a hash join (a condition on x.type would make it a nested loop).
+    FROM tree x LEFT JOIN content c ON c.sha1_git = if(x.type = 'file', x.target, NULL)
+    -- a directory is listed only where it is too deep to be read
+    WHERE x.depth > 0 AND (x.type <> 'dir' OR x.depth >= {MAX_DEPTH})
+    -- an id listed twice in `content`: prefer the visible row
+    QUALIFY row_number() OVER (
+      PARTITION BY x.root, x.path ORDER BY (c.status = 'visible') DESC NULLS LAST, c.sha1) = 1
+    ORDER BY x.root, x.path"""
+
+
+def sql_string(path: Path) -> str:
+    """`path` as the body of a SQL string literal."""
+    return str(path).replace("'", "''")
+
+
+def listing_key(export: Export, roots: list[str]) -> str:
+    """sha256 of what the listing depends on: the export, its listed tables' files and the sorted roots."""
+    key = {"version": LISTING_VERSION, "max_depth": MAX_DEPTH, "export": export.url,
+           "files": {table: export.files(table) for table in LISTED_TABLES}, "roots": sorted(set(roots))}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def ensure_listing(export: Export, roots: list[str], directory: Path) -> Path:
+    """The listing of `roots` in `directory`, computed and written whole unless a previous pull left it there."""
+    path = directory / f"{listing_key(export, roots)}.parquet"
+    if path.is_file():
+        log.info("graph listing reused: %s (%s)", path, listing_size(path))
+        return path
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial")
+    try:
+        export.write_listing(sorted(set(roots)), partial)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    log.info("graph listing of %d roots written: %s (%s)", len(set(roots)), path, listing_size(path))
+    return path
+
+
+def listing_size(path: Path) -> str:
+    """The entries and bytes of a listing, for the log."""
+    return f"{pq.ParquetFile(path).metadata.num_rows} entries, {path.stat().st_size / 2**20:.1f} MiB"
+
+
+def read_listing(listing: Path, root: str) -> list[Entry]:
+    """The entries of one root from a listing, by path."""
+    # The listing is sorted by root: DuckDB reads only the row groups whose statistics may hold `root`.
+    with duckdb.connect() as con:
+        rows = con.execute("""SELECT path, type, perms, sha1, length, status FROM read_parquet(?)
+                              WHERE root = ? ORDER BY path""", [str(listing), root]).to_arrow_table().to_pylist()
+    return [Entry(r["path"], r["type"], r["perms"], r["sha1"], r["length"], r["status"]) for r in rows]
 
 
 def resolve_branch(snapshot: str, branches: Mapping[tuple[str, bytes], tuple[str | None, str]]
@@ -280,8 +357,16 @@ class GraphSource:
         if self._export is None:
             if not self.cfg.graph:
                 raise ValueError("source.graph is not set; kind 'swh_graph' reads the export's ORC tables from it")
-            self._export = Export(local_or_url(self.cfg.graph, self.repo_root), s3_options(self.cfg))
+            spill = self.listings() / "spill"
+            spill.mkdir(parents=True, exist_ok=True)
+            # One folder per process: DuckDB names its spill files alike in every database.
+            self._export = Export(local_or_url(self.cfg.graph, self.repo_root), s3_options(self.cfg),
+                                  spill / str(os.getpid()))
         return self._export
+
+    def listings(self) -> Path:
+        """Where listings are cached: `graph-listings` next to the content cache."""
+        return Path(local_or_url(self.cfg.content_cache, self.repo_root)).parent / "graph-listings"
 
     def origins(self) -> list[OriginRef]:
         """BigCode's selection for every configured origin (all of the export when none), unique by name."""
@@ -294,7 +379,12 @@ class GraphSource:
         if absent:
             raise ValueError(f"origins not in the graph export {self.cfg.graph}: {', '.join(absent)}; "
                              "fix source.origins")
-        return unique_by_name([OriginRef(repo_name(s.url), s) for s in select(export, urls)])
+        origins = unique_by_name([OriginRef(repo_name(s.url), s) for s in select(export, urls)])
+        roots = [o.ref.directory_id for o in origins if o.ref.directory_id]
+        if not roots:
+            return origins
+        listing = ensure_listing(export, roots, self.listings())
+        return [replace(o, ref=replace(o.ref, listing=listing)) if o.ref.directory_id else o for o in origins]
 
     def pull_origin(self, origin: OriginRef, destination: Path) -> OriginSummary:
         """Rebuild the selected revision's paths, fetch its files' contents and write its rows."""
@@ -307,7 +397,8 @@ class GraphSource:
         if chosen.missing:
             checkout.skip(chosen.missing)
         else:
-            wanted = plan(self.export().tree(chosen.directory_id or ""), self.cfg.max_file_bytes, checkout)
+            assert chosen.listing is not None and chosen.directory_id is not None
+            wanted = plan(read_listing(chosen.listing, chosen.directory_id), self.cfg.max_file_bytes, checkout)
             store = open_content_store(self.cfg, self.repo_root)
             files = fetch_files(store, wanted, self.cfg.download_workers, checkout)
         rows = origin_rows(origin.name, files, checkout, [], self.cfg.row_options())

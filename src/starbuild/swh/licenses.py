@@ -200,11 +200,24 @@ def from_metadata(metadata: Message) -> list[str]:
     return _dedupe(spdx for c in classifiers for spdx in parse_expression(c.split(" :: ")[-1]))
 
 
-def detect(path: str, text: str, min_score: float) -> list[str]:
-    """SPDX ids found in one license-like file, sorted; the file's name decides how it is read."""
+ASKALONO = "askalono"
+SCANCODE = "scancode"
+DETECTORS = (ASKALONO, SCANCODE)
+
+
+def detect(path: str, text: str, min_score: float, detector: str = ASKALONO) -> list[str]:
+    """SPDX ids found in one license-like file, sorted; the file's name decides how it is read.
+
+    With `detector="scancode"` ScanCode reads every license-like file whole, as The Stack v2 ran it
+    (`min_score` is askalono's and unused then).
+    """
     name = _basename(path)
     ids = set(_spdx_lines(text))
-    if LICENSE_FILE_PATTERN.match(name):
+    if detector == SCANCODE:
+        from starbuild.swh import scancode
+
+        ids.update(spdx for expression in scancode.license_expressions(text) for spdx in parse_expression(expression))
+    elif LICENSE_FILE_PATTERN.match(name):
         ids.update(_license_text_ids(text, min_score))
     elif MENTION_FILE_PATTERN.match(name):
         ids.update(_mentions(text))

@@ -33,6 +33,8 @@ class RowOptions:
     encodings: Sequence[str]
     # askalono's confidence below which a license file's text is not taken as that license.
     license_min_score: float
+    # Who reads license files: askalono (default) or ScanCode (the scancode extra), as licenses.DETECTORS.
+    license_detector: str = licenses.ASKALONO
 
 
 def skip_reason(file: OriginFile, max_file_bytes: int) -> str | None:
@@ -64,7 +66,7 @@ def origin_rows(repo_name: str, files: list[OriginFile], checkout: Checkout, dec
         else:
             kept.append((file, decoded))
     found = {
-        file.path: licenses.detect(file.path, text.text, options.license_min_score)
+        file.path: licenses.detect(file.path, text.text, options.license_min_score, options.license_detector)
         for file, text in kept if licenses.is_license_file(file.path)
     }
     detected = licenses.propagate(found, [file.path for file, _ in kept])

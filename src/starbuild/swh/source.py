@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from starbuild.core import schemas
+from starbuild.swh import licenses
 from starbuild.swh.hashing import directory_swhid, snapshot_swhid
 from starbuild.swh.origins import Checkout
 from starbuild.swh.records import RowOptions
@@ -40,6 +41,8 @@ class SourceConfig:
     encodings: list[str]
     # askalono's confidence (0–1) below which a license file's text is not taken as that license.
     license_min_score: float
+    # askalono, or scancode (The Stack v2's detector; the scancode extra).
+    license_detector: str = "askalono"
     # swh_graph: the graph export (ORC tables), a local directory or s3://bucket/prefix.
     graph: str | None = None
     # stack_v2: Parquet files (or directories of them) with The Stack v2's columns.
@@ -69,6 +72,9 @@ class SourceConfig:
         for key in ("max_file_bytes", "shard_target_bytes", "download_workers", "request_retries"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+        if self.license_detector not in licenses.DETECTORS:
+            raise ValueError(f"license_detector '{self.license_detector}' is unknown; choose one of: "
+                             f"{', '.join(licenses.DETECTORS)}")
         if not 0.0 <= self.license_min_score <= 1.0:
             raise ValueError(f"license_min_score must be in [0, 1], got {self.license_min_score}")
         if self.request_timeout <= 0:
@@ -76,7 +82,8 @@ class SourceConfig:
 
     def row_options(self) -> RowOptions:
         """What `records.origin_rows` needs from this section."""
-        return RowOptions(self.max_file_bytes, tuple(self.encodings), self.license_min_score)
+        return RowOptions(self.max_file_bytes, tuple(self.encodings), self.license_min_score,
+                          self.license_detector)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from starbuild.core import layout, schemas
 from starbuild.core.shards import atomic_output, shard_name, write_shard
 from starbuild.core.stage import StageContext, StageError
 from starbuild.executors import make_executor
+from starbuild.swh import licenses, scancode
 from starbuild.swh.opt_out import opted_out, read_opt_out
 from starbuild.swh.origins import OriginError
 from starbuild.swh.source import OriginSummary, Source, SourceConfig
@@ -75,6 +76,11 @@ def run_pull(ctx: StageContext) -> None:
         origins = source.origins()
     except (OriginError, ValueError) as err:
         raise StageError(str(err)) from err
+    if source_cfg.license_detector == licenses.SCANCODE:
+        try:
+            scancode.require()
+        except scancode.ScanCodeMissing as err:
+            raise StageError(str(err)) from err
     if not (ctx.root / source_cfg.opt_out).is_file():
         raise StageError(f"the opt-out list {source_cfg.opt_out} does not exist; create it (it may be empty) "
                          "or fix source.opt_out in conf/source/")
