@@ -68,6 +68,8 @@ def raw_row(repo_name: str, path: str, content: str, **overrides: Any) -> dict[s
         "visit_date": None,
         "revision_date": None,
         "committer_date": None,
+        "star_events_count": None,
+        "fork_events_count": None,
         "language": "Python",
         "is_vendor": False,
         "is_generated": False,

@@ -11,7 +11,8 @@ from starbuild.core import schemas
 from starbuild.core.schemas import SchemaMismatch, validate
 from starbuild.core.shards import atomic_file, atomic_output, write_shard
 
-CLUSTER_ROW = {"blob_id": "b" * 40, "repo_name": "org/repo", "path": "a.py", "kept": True, "cluster_size": 2}
+CLUSTER_ROW = {"cluster_id": "blob:" + "b" * 40, "reason": "exact_blob", "blob_id": "b" * 40, "repo_name": "org/repo",
+               "path": "a.py", "kept": True, "cluster_size": 2}
 DOC_ROW = {"repo_name": "org/repo", "split": "train", "n_files": 1, "length_bytes": 5, "text": "hello"}
 
 

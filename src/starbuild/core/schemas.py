@@ -26,6 +26,9 @@ RAW = pa.schema(
         ("visit_date", pa.timestamp("us", tz="UTC")),  # SWH visit the files come from; null when not archived
         ("revision_date", pa.timestamp("us", tz="UTC")),  # author date of the revision
         ("committer_date", pa.timestamp("us", tz="UTC")),
+        # Repository popularity a source may know (GHArchive's star and fork events); null when it does not.
+        ("star_events_count", pa.int64()),
+        ("fork_events_count", pa.int64()),
         ("language", pa.string()),  # go-enry's (GitHub Linguist's) name, null when it has none
         ("is_vendor", pa.bool_()),  # go-enry: vendored (node_modules/, vendor/, …)
         ("is_generated", pa.bool_()),  # go-enry: generated (protobuf output, lock files, minified)
@@ -42,13 +45,16 @@ FILTERED = RAW
 DEDUP = RAW
 CLEAN = RAW.append(pa.field("pii_redactions", pa.int32()))
 
+# Why each deduplicated file went: one row per member of every cluster of two or more.
 DEDUP_CLUSTERS = pa.schema(
     [
+        ("cluster_id", pa.string()),  # repo:<directory_id> | blob:<blob_id> | near:<blob_id of its smallest member>
+        ("reason", pa.string()),  # exact_repo | exact_blob | near_dup
         ("blob_id", pa.string()),
         ("repo_name", pa.string()),
         ("path", pa.string()),
-        ("kept", pa.bool_()),
-        ("cluster_size", pa.int64()),
+        ("kept", pa.bool_()),  # the cluster's survivor
+        ("cluster_size", pa.int64()),  # repositories for exact_repo, files otherwise
     ]
 )
 

@@ -1,10 +1,16 @@
-"""The `dedup` stage: keep one row per blob_id across all shards, keeping shard order."""
+"""The `dedup` stage: exact (repository, file) then near (MinHash-LSH) dedup, every removal explained.
+
+Output shard i holds the surviving rows of filtered shard i in their order; `data/dedup_clusters/` lists
+every member of every cluster with its reason (`exact_repo`, `exact_blob`, `near_dup`) and survivor flag.
+"""
 
 from __future__ import annotations
 
 import logging
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -14,59 +20,126 @@ from tqdm import tqdm
 from starbuild.core import layout, schemas
 from starbuild.core.shards import atomic_output, read_shard, shard_name, write_shard
 from starbuild.core.stage import StageContext
-from starbuild.dedup.exact import clusters, counts, decide, kept_rows
+from starbuild.dedup import exact, near
+from starbuild.dedup.minhash import MinHashParams
+from starbuild.executors import make_executor
 
 log = logging.getLogger(__name__)
 
-METHODS = ("exact",)
+REASONS = ("exact_repo", "exact_blob", "near_dup")
 
 
 @dataclass(frozen=True)
 class DedupConfig:
-    """The `dedup` config section."""
+    """The `dedup` config section (conf/dedup/); MinHash parameters are checked by MinHashParams."""
 
-    method: str
+    # Keep one repository per root directory (The Stack v2's repository-level exact dedup).
+    exact_repo: bool
+    # Keep one file per blob_id.
+    exact_blob: bool
+    # MinHash-LSH near dedup of what the exact levels keep.
+    near_dup: bool
+    threshold: float
+    num_perm: int
+    ngram: int
+    min_tokens: int
+    seed: int
+    # Compare files only within one language, as BigCode ran it per language.
+    per_language: bool
+    # Keep a candidate pair only if its exact shingle Jaccard reaches the threshold.
+    verify: bool
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method '{self.method}' is unknown; use one of {', '.join(METHODS)}")
+        self.minhash()
+
+    def minhash(self) -> MinHashParams:
+        """The MinHash parameters (which validate themselves)."""
+        return MinHashParams(num_perm=self.num_perm, ngram=self.ngram, min_tokens=self.min_tokens,
+                             threshold=self.threshold, seed=self.seed)
 
 
 def run_dedup(ctx: StageContext) -> None:
     """Write data/dedup/ (shard i = the surviving rows of filtered shard i) and the cluster table."""
-    ctx.section("dedup", DedupConfig)
+    cfg = ctx.section("dedup", DedupConfig)
     shards = ctx.input_shards(layout.FILTERED, schemas.FILTERED)
     log.info("deduplicating %d shards from %s", len(shards), layout.FILTERED)
-
-    # An in-memory database would spill to ./.tmp; keep spill files out of the repository.
+    # An in-memory database would spill to ./.tmp; keep spill and band files out of the repository.
     with (
-        tempfile.TemporaryDirectory(prefix="starbuild-dedup-") as spill,
-        duckdb.connect(config={"temp_directory": spill}) as con,
+        tempfile.TemporaryDirectory(prefix="starbuild-dedup-") as work,
+        duckdb.connect(config={"temp_directory": str(Path(work) / "spill")}) as con,
     ):
-        decide(con, shards)
-        totals = counts(con)
+        exact.decide(con, shards, cfg.exact_repo, cfg.exact_blob)
+        near_metrics = near_dedup(ctx, con, cfg, shards, Path(work)) if cfg.near_dup else {}
         expected = sum(pq.ParquetFile(shard).metadata.num_rows for shard in shards)
+        totals = counts(con)
         if totals["input_files"] != expected:
             raise RuntimeError(f"dedup saw {totals['input_files']} rows of {expected}; shard paths mismatch")
         with atomic_output(ctx.output(layout.DEDUP)) as tmp:
             for index, shard in enumerate(tqdm(shards, desc="dedup", unit="shard")):
-                keep = pa.array(kept_rows(con, index), pa.int64())
+                keep = pa.array(exact.kept_rows(con, index), pa.int64())
                 write_shard(read_shard(shard).take(keep), tmp / shard.name)
         with atomic_output(ctx.output(layout.DEDUP_CLUSTERS)) as tmp:
-            write_shard(clusters(con), tmp / shard_name(0))
-
-    duplicates = totals["input_files"] - totals["kept_files"]
-    metrics = {
-        **totals,
-        "duplicate_files": duplicates,
-        "dropped": {"exact_duplicate": duplicates},
-    }
-    log.info(
-        "kept %d of %d files (%d clusters) -> %s, %s",
-        totals["kept_files"],
-        totals["input_files"],
-        totals["clusters"],
-        ctx.output(layout.DEDUP),
-        ctx.output(layout.DEDUP_CLUSTERS),
-    )
+            write_shard(cluster_table(con, cfg), tmp / shard_name(0))
+        metrics = {**totals, **cluster_counts(con, cfg), "near": near_metrics}
+    log.info("kept %d of %d files -> %s (why each went: %s)", metrics["kept_files"], metrics["input_files"],
+             ctx.output(layout.DEDUP), ctx.output(layout.DEDUP_CLUSTERS))
     ctx.write_metrics(metrics)
+
+
+def near_dedup(ctx: StageContext, con: duckdb.DuckDBPyConnection, cfg: DedupConfig, shards: list[Path],
+               work: Path) -> dict[str, Any]:
+    """Steps 1–5 of `near`: signatures per shard, buckets, optional check, components, survivors."""
+    params = cfg.minhash()
+    bands, rows = params.bands_rows()
+    tasks = near.band_tasks(con, shards, work, params, cfg.per_language)
+    signed = make_executor(ctx.cfg.executor).map(near.write_band_keys, tasks, desc="minhash",
+                                                 labels=[t.shard.name for t in tasks])
+    edges = near.candidate_edges(con, [t.out for t in tasks])
+    candidates = len(edges)
+    if cfg.verify and edges:
+        texts = near.texts_of(con, shards, {doc for edge in edges for doc in edge})
+        edges = near.verified(edges, texts, params)
+    roots = near.components(edges)
+    near.mark_survivors(con, roots)
+    log.info("near dedup: %d candidate pairs in %d bands x %d rows, %d files in %d clusters", candidates, bands,
+             rows, len(roots), len(set(roots.values())))
+    return {"bands": bands, "rows": rows, "signed_files": sum(signed), "candidate_pairs": candidates,
+            "verified_pairs": len(edges) if cfg.verify else None}
+
+
+def cluster_table(con: duckdb.DuckDBPyConnection, cfg: DedupConfig) -> pa.Table:
+    """Every member of every cluster, ordered by reason, cluster and member: schemas.DEDUP_CLUSTERS."""
+    parts = [exact.EXACT_CLUSTERS_SQL]
+    if cfg.near_dup:
+        parts.append(near.NEAR_CLUSTERS_SQL)
+    query = (f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY "
+             "list_position(['exact_repo', 'exact_blob', 'near_dup'], reason), cluster_id, repo_name, path, blob_id")
+    table = con.execute(query, {"repo_enabled": cfg.exact_repo, "blob_enabled": cfg.exact_blob}).to_arrow_table()
+    return table.cast(schemas.DEDUP_CLUSTERS)
+
+
+def counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """input_files, kept_files and the files each level removed."""
+    row = con.execute("""
+        SELECT count(*), count(*) FILTER (WHERE repo_kept AND blob_kept AND near_kept),
+            count(*) FILTER (WHERE NOT repo_kept), count(*) FILTER (WHERE repo_kept AND NOT blob_kept),
+            count(*) FILTER (WHERE repo_kept AND blob_kept AND NOT near_kept)
+        FROM decisions""").fetchone()
+    assert row is not None
+    total, kept, repo, blob, near_removed = (int(v) for v in row)
+    return {"input_files": total, "kept_files": kept, "duplicate_files": total - kept,
+            "dropped": {"exact_repo": repo, "exact_blob": blob, "near_dup": near_removed}}
+
+
+def cluster_counts(con: duckdb.DuckDBPyConnection, cfg: DedupConfig) -> dict[str, dict[str, int]]:
+    """How many clusters each level found."""
+    found = dict.fromkeys(REASONS, 0)
+    found["exact_repo"] = int(con.execute(
+        "SELECT count(DISTINCT directory_id) FROM decisions WHERE $on AND directory_id IS NOT NULL "
+        "AND repo_copies > 1", {"on": cfg.exact_repo}).fetchone()[0])
+    found["exact_blob"] = int(con.execute(
+        "SELECT count(DISTINCT blob_id) FROM decisions WHERE $on AND repo_kept AND blob_copies > 1 "
+        "AND blob_id IS NOT NULL", {"on": cfg.exact_blob}).fetchone()[0])
+    if cfg.near_dup:
+        found["near_dup"] = int(con.execute("SELECT count(DISTINCT root) FROM near").fetchone()[0])
+    return {"clusters": found}

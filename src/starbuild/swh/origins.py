@@ -71,6 +71,9 @@ class Checkout:
     visit_date: datetime | None = None
     revision_date: datetime | None = None
     committer_date: datetime | None = None
+    # Repository popularity, when the source knows it (The Stack v2 counted GHArchive events).
+    stars: int | None = None
+    forks: int | None = None
     skipped: dict[str, int] = field(default_factory=dict)
 
     def skip(self, reason: str) -> None:

@@ -128,6 +128,8 @@ def file_row(repo_name: str, file: OriginFile, text: Decoded, detected: list[str
         "visit_date": checkout.visit_date,
         "revision_date": checkout.revision_date,
         "committer_date": checkout.committer_date,
+        "star_events_count": checkout.stars,
+        "fork_events_count": checkout.forks,
         "language": kind.language,
         "is_vendor": kind.is_vendor,
         "is_generated": kind.is_generated,

@@ -22,10 +22,11 @@ from starbuild.swh.storage import S3Options, open_location
 REQUIRED = ("blob_id", "repo_name", "path")
 PROVENANCE = ("directory_id", "snapshot_id", "revision_id", "branch_name")
 DATES = ("visit_date", "revision_date", "committer_date")
+POPULARITY = ("star_events_count", "fork_events_count")
 # Kept as the index has them (records.origin_rows takes them as known).
 ANNOTATIONS = ("src_encoding", *KNOWN_COLUMNS)
 # The Stack v2 has no executable bit; an index written from this project's raw table carries one.
-OPTIONAL = (*PROVENANCE, *DATES, *ANNOTATIONS, "is_executable")
+OPTIONAL = (*PROVENANCE, *DATES, *POPULARITY, *ANNOTATIONS, "is_executable")
 
 
 class Index:
@@ -66,7 +67,8 @@ def checkout_of(rows: list[dict[str, Any]]) -> Checkout:
     return Checkout(directory_id=first.get("directory_id") or "", snapshot_id=first.get("snapshot_id"),
                     revision_id=first.get("revision_id"), branch_name=first.get("branch_name"),
                     visit_date=utc(first.get("visit_date")), revision_date=utc(first.get("revision_date")),
-                    committer_date=utc(first.get("committer_date")))
+                    committer_date=utc(first.get("committer_date")), stars=first.get("star_events_count"),
+                    forks=first.get("fork_events_count"))
 
 
 class StackV2Source:
