@@ -48,7 +48,8 @@ CLEAN = RAW.append(pa.field("pii_redactions", pa.int32()))
 # Why each deduplicated file went: one row per member of every cluster of two or more.
 DEDUP_CLUSTERS = pa.schema(
     [
-        ("cluster_id", pa.string()),  # repo:<directory_id> | blob:<blob_id> | near:<blob_id of its smallest member>
+        # repo:<directory_id> | blob:<blob_id> | near:<its smallest member as blob_id:repo_name:path>
+        ("cluster_id", pa.string()),
         ("reason", pa.string()),  # exact_repo | exact_blob | near_dup
         ("blob_id", pa.string()),
         ("repo_name", pa.string()),

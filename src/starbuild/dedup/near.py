@@ -62,7 +62,7 @@ WHERE decisions.shard = near.shard AND decisions.row_idx = near.row_idx
 """
 
 NEAR_CLUSTERS_SQL = """
-SELECT 'near:' || split_part(root, ':', 1) AS cluster_id, 'near_dup' AS reason, blob_id, repo_name, path, kept,
+SELECT 'near:' || root AS cluster_id, 'near_dup' AS reason, blob_id, repo_name, path, kept,
     size AS cluster_size
 FROM near
 """
