@@ -7,7 +7,9 @@ Steps, each bounded in memory:
 2. Buckets in DuckDB: files sharing (group, band, key) are candidates; each gets one edge to its bucket's
    smallest doc (BigCode's rule), so a bucket of n files gives n-1 edges, not n². DuckDB sorts and spills.
 3. Optional check (`dedup.verify`): an edge stays only if the exact Jaccard of the two files' shingle sets
-   reaches the threshold; texts are read shard by shard for the docs on edges only.
+   reaches the threshold; texts are read shard by shard for the docs on edges only. Only the star edges are
+   checked, so two similar files whose every shared bucket also holds a smaller dissimilar file lose their
+   link (rare; the price of n-1 edges per bucket instead of n²).
 4. Components: union-find over the edges alone (memory ∝ files that have a candidate, not all files);
    a component's id is its smallest doc, so ids never depend on the shard order.
 5. Survivors: one per component by the exact levels' priority (license type, stars, forks, dates), in DuckDB.
