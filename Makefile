@@ -48,9 +48,11 @@ test: lint
 	$(BIN)/pytest -q
 
 bench: $(INSTALLED)
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev,bench]'
 	$(BIN)/python bench/bench_hashing.py
 	$(BIN)/python bench/bench_pinning.py
 	$(BIN)/python bench/bench_pull.py
+	$(BIN)/python bench/bench_dedup.py
 
 clean-venv:
 	rm -rf $(VENV)

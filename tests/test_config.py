@@ -76,6 +76,15 @@ def test_bad_overrides_fail_with_one_line(override: str, message: str) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_make_params_reports_a_bad_value_in_one_line(tmp_path: Path) -> None:
+    # `python -m` runs the module as __main__: the error class raised elsewhere must still be caught.
+    result = subprocess.run([sys.executable, "-m", "starbuild.core.config", "dedup.threshold=1.5",
+                             "--output", str(tmp_path / "params.yaml")], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and not (tmp_path / "params.yaml").exists()
+    assert result.stderr.strip().splitlines() == [
+        "error: dedup.threshold must be a number in (0, 1), got 1.5; fix conf/dedup/"]
+
+
 def test_a_wrong_key_in_a_conf_file_names_the_file(tmp_path: Path) -> None:
     conf = shutil.copytree(REPO_ROOT / "conf", tmp_path / "conf")
     with (conf / "trainer" / "cpu.yaml").open("a") as handle:

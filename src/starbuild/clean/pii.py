@@ -27,6 +27,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from starbuild.clean.decontaminate import DecontaminationConfig
+
 _LOCAL_RUN = r"[A-Za-z0-9_%+\-]*[A-Za-z0-9_%+]"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 _TLD = r"(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9\-]{1,59})"
@@ -46,6 +48,8 @@ class CleanConfig:
 
     # What every email address is replaced by.
     email_placeholder: str
+    # Benchmark decontamination (Stack v2 spec §5), run before redaction, on the original content.
+    decontamination: DecontaminationConfig
 
 
 def find_emails(text: str) -> list[str]:

@@ -1,22 +1,26 @@
-"""The `clean` stage: redact email addresses in every file, counting what was redacted."""
+"""The `clean` stage: drop files containing benchmark strings, then redact emails in the rest, counting both."""
 
 from __future__ import annotations
 
-import functools
 import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
+from starbuild.clean.decontaminate import PatternSet, decontaminate_table, load_patterns, removal_table
 from starbuild.clean.pii import CleanConfig, redact_emails
 from starbuild.core import layout, schemas
+from starbuild.core.shards import atomic_output, read_shard, shard_name, write_shard
 from starbuild.core.stage import StageContext
 from starbuild.executors import make_executor
-from starbuild.shards.pipeline import transform_shards
+from starbuild.shards.pipeline import sum_counts
 
 log = logging.getLogger(__name__)
 
 
-def clean_table(table: pa.Table, placeholder: str) -> tuple[pa.Table, dict[str, int]]:
+def redact_table(table: pa.Table, placeholder: str) -> tuple[pa.Table, dict[str, int]]:
     """`table` with every email in `content` replaced by `placeholder`, and the shard's counts."""
     contents, redactions = [], []
     for text in table.column("content").to_pylist():
@@ -33,27 +37,60 @@ def clean_table(table: pa.Table, placeholder: str) -> tuple[pa.Table, dict[str, 
     table = table.set_column(index, "content", pa.array(contents, pa.large_string()))
     table = table.append_column("pii_redactions", pa.array(redactions, pa.int32()))
     return table.select(schemas.CLEAN.names).cast(schemas.CLEAN), {
-        "files": table.num_rows,
         "files_with_emails": sum(n > 0 for n in redactions),
         "emails_redacted": sum(redactions),
     }
 
 
+def clean_table(
+    table: pa.Table, placeholder: str, patterns: PatternSet | None
+) -> tuple[pa.Table, dict[str, Any], list[dict[str, str]]]:
+    """One shard cleaned: contaminated files dropped (when `patterns`), emails redacted; counts and removals."""
+    counts: dict[str, Any] = {"files": table.num_rows, "files_decontaminated": 0, "decontaminated": {}}
+    removals: list[dict[str, str]] = []
+    if patterns is not None:
+        # Matched on the original content: redaction must not hide (or fake) a benchmark string.
+        table, removals, found = decontaminate_table(table, patterns)
+        counts.update(found)
+    table, redacted = redact_table(table, placeholder)
+    return table, {**counts, **redacted}, removals
+
+
+@dataclass(frozen=True)
+class _CleanShard:
+    """Picklable worker: clean shard `src` into `dst`; return its counts and removal rows."""
+
+    placeholder: str
+    patterns: PatternSet | None
+
+    def __call__(self, paths: tuple[Path, Path]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        src, dst = paths
+        table, counts, removals = clean_table(read_shard(src), self.placeholder, self.patterns)
+        write_shard(table, dst)
+        return counts, removals
+
+
 def run_clean(ctx: StageContext) -> None:
-    """Write data/clean/: data/dedup/ with emails replaced by the placeholder, shard for shard."""
-    placeholder = ctx.section("clean", CleanConfig).email_placeholder
+    """Write data/clean/ (data/dedup/ without contaminated files, emails redacted) and data/decontaminated/."""
+    # The removal rows come back to this process and go into one table: contamination is rare, so it stays small.
+    cfg = ctx.section("clean", CleanConfig)
+    patterns = load_patterns(cfg.decontamination, ctx.root) if cfg.decontamination.enabled else None
+    if patterns is not None:
+        log.info("decontamination: %s", ", ".join(f"{name} {n['patterns']} strings ({n['too_short']} too short)"
+                                                  for name, n in patterns.stats.items()))
     executor = make_executor(ctx.cfg.executor)
     shards = ctx.input_shards(layout.DEDUP, schemas.DEDUP)
-    log.info("redacting emails in %d shards from %s", len(shards), layout.DEDUP)
-    metrics = transform_shards(
-        shards, ctx.output(layout.CLEAN), functools.partial(clean_table, placeholder=placeholder), executor,
-        desc="clean",
-    )
-    log.info(
-        "redacted %d emails in %d of %d files -> %s",
-        metrics["emails_redacted"],
-        metrics["files_with_emails"],
-        metrics["files"],
-        ctx.output(layout.CLEAN),
-    )
+    log.info("cleaning %d shards from %s", len(shards), layout.DEDUP)
+    with atomic_output(ctx.output(layout.CLEAN)) as clean_dir, atomic_output(ctx.output(layout.DECONTAMINATED)) as gone:
+        tasks = [(src, clean_dir / src.name) for src in shards]
+        results = executor.map(_CleanShard(cfg.email_placeholder, patterns), tasks, desc="clean",
+                               labels=[str(src) for src in shards])
+        write_shard(removal_table([row for _, rows in results for row in rows]), gone / shard_name(0))
+    metrics = sum_counts(counts for counts, _ in results)
+    metrics["benchmarks_skipped"] = list(patterns.skipped) if patterns else []
+    metrics["decontamination_patterns"] = patterns.stats if patterns else {}
+    log.info("removed %d of %d files as benchmark contamination %s -> %s", metrics["files_decontaminated"],
+             metrics["files"], metrics["decontaminated"], ctx.output(layout.DECONTAMINATED))
+    log.info("redacted %d emails in %d files -> %s", metrics["emails_redacted"], metrics["files_with_emails"],
+             ctx.output(layout.CLEAN))
     ctx.write_metrics(metrics)

@@ -162,4 +162,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m`, this file is `__main__`, a second copy of the module: other modules raise the
+    # ConfigError of `starbuild.core.config`, so its own main must be the one that catches them.
+    from starbuild.core.config import main as module_main
+
+    sys.exit(module_main())

@@ -12,6 +12,8 @@ FILTERED = Path("data/filtered")
 DEDUP = Path("data/dedup")
 DEDUP_CLUSTERS = Path("data/dedup_clusters")
 CLEAN = Path("data/clean")
+# The files the clean stage removed as benchmark contamination, one row per (file, benchmark, task).
+DECONTAMINATED = Path("data/decontaminated")
 DOCS = Path("data/docs")
 # The splits of data/docs/ and data/tokens/: repositories are held out for validation whole.
 TRAIN = "train"

@@ -54,7 +54,7 @@ class MinHashParams:
         _check_int("seed", self.seed, minimum=0)
         value = self.threshold
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
-            raise ValueError(f"MinHashParams.threshold must be a number in (0, 1), got {value!r}")
+            raise ValueError(f"threshold must be a number in (0, 1), got {value!r}")
 
     def bands_rows(self) -> tuple[int, int]:
         """The LSH (bands, rows) for this threshold and num_perm (cached)."""
@@ -64,7 +64,7 @@ class MinHashParams:
 def _check_int(name: str, value: object, minimum: int) -> None:
     """Raise ValueError naming `name` unless value is an integer (Python or numpy) >= minimum."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"MinHashParams.{name} must be an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def collision_probability(s: np.ndarray, bands: np.ndarray, rows: np.ndarray) -> np.ndarray:
