@@ -53,6 +53,7 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/bench_pinning.py
 	$(BIN)/python bench/bench_pull.py
 	$(BIN)/python bench/bench_dedup.py
+	$(BIN)/python bench/bench_clean.py
 
 clean-venv:
 	rm -rf $(VENV)

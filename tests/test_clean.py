@@ -1,4 +1,5 @@
-"""The clean stage: the email detector on realistic code, and the redaction of every shard."""
+"""The clean stage: the email detector on realistic code, and the redaction of every shard (the other PII
+detectors: tests/test_pii.py)."""
 
 from __future__ import annotations
 
@@ -109,6 +110,9 @@ def test_stage_redacts_and_keeps_blob_columns(tmp_path, make_context):
     metrics = json.loads((tmp_path / "metrics/clean.json").read_text())
     emails = {key: metrics.pop(key) for key in ("files", "files_with_emails", "emails_redacted")}
     assert emails == {"files": 4, "files_with_emails": 2, "emails_redacted": 3}
+    pii = {key: metrics.pop(key) for key in ("pii", "files_with_pii", "pii_redacted", "files_pii_failed")}
+    assert pii == {"pii": {"email": 3, "ipv4": 0, "ipv6": 0, "key": 0, "password": 0, "name": 0},
+                   "files_with_pii": 2, "pii_redacted": 3, "files_pii_failed": 0}
     # Nothing here is benchmark text (tests/test_decontaminate.py covers decontamination).
     assert (metrics["files_decontaminated"], metrics["decontaminated"]) == (0, {"humaneval": 0})
 

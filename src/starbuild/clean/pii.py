@@ -1,4 +1,5 @@
-"""An email detector in the spirit of BigCode's regex-only PII detector (Stack v2 spec §4.5).
+"""The `clean` section's schema, and an email detector in the spirit of BigCode's regex-only PII detector
+(Stack v2 spec §4.5). The other detectors are in `ips`, `keys`, `passwords` and `ner`; `redact` runs them.
 
 Choices, each against a false positive that is common in source code:
 
@@ -24,8 +25,9 @@ parts and domains are not matched.
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starbuild.clean.decontaminate import DecontaminationConfig
 
@@ -42,6 +44,73 @@ EMAIL = re.compile(
 )
 
 
+@dataclass
+class PiiConfig:
+    """The `clean.pii` section: replacements, and what the detectors accept (not frozen: Hydra merges into it).
+
+    conf/clean/email.yaml says where each value comes from; these checks reject values that cannot work.
+    """
+
+    key_placeholder: str
+    password_placeholder: str
+    name_placeholder: str
+    # BigCode's fixed pools; an IP address is replaced by a choice seeded by the file's blob_id.
+    ipv4_replacements: list[str]
+    ipv6_replacements: list[str]
+    # Public addresses that are left alone.
+    dns_servers: list[str]
+    # Spans this short or shorter are never redacted (§4.4: length <= 3).
+    max_skipped_chars: int
+    # detect-secrets plugin class names and filter import paths.
+    key_plugins: list[str]
+    key_filters: list[str]
+    # A key must be longer than this, and gibberish at this limit.
+    key_max_skipped_chars: int
+    gibberish_limit: float
+    trust_vendor_formats: bool
+    # A key that is all hex digits must be at least this long.
+    hex_key_min_chars: int
+    hash_words: list[str]
+    hash_lengths: list[int]
+    hash_mention_ratio: float
+    # Characters around a version-like `x.x.x.x` searched for "dns"/"server".
+    version_context_chars: int
+    password_placeholders: list[str]
+    # The NER model's window and the overlap between windows, in tokens.
+    ner_window_tokens: int = 512
+    ner_stride_tokens: int = 128
+    # Where the NER model runs ("cpu", "cuda:0"); CPU keeps the output independent of the machine.
+    ner_device: str = "cpu"
+    # Entity types the NER model may add (its tags; AMBIGUOUS and USERNAME are never redacted).
+    ner_tags: list[str] = field(default_factory=lambda: ["NAME", "EMAIL", "KEY", "PASSWORD", "IP_ADDRESS"])
+
+    def __post_init__(self) -> None:
+        for name, version in (("ipv4_replacements", 4), ("ipv6_replacements", 6)):
+            pool = getattr(self, name)
+            if not pool or any(_version(ip) != version for ip in pool):
+                raise ValueError(f"{name} must be a non-empty list of IPv{version} addresses, got {pool}")
+        if any(_version(ip) is None for ip in self.dns_servers):
+            raise ValueError(f"dns_servers must be IP addresses, got {self.dns_servers}")
+        if not 0 <= self.hash_mention_ratio <= 1 or self.gibberish_limit <= 0:
+            raise ValueError("hash_mention_ratio must be in [0, 1] and gibberish_limit > 0")
+        if min(self.max_skipped_chars, self.key_max_skipped_chars, self.version_context_chars,
+               self.hex_key_min_chars) < 0:
+            raise ValueError("max_skipped_chars, key_max_skipped_chars, version_context_chars, hex_key_min_chars "
+                             "must be >= 0")
+        if not 0 <= self.ner_stride_tokens < self.ner_window_tokens - 2:
+            raise ValueError("ner_stride_tokens must be >= 0 and smaller than ner_window_tokens - 2")
+        if not (self.key_placeholder and self.password_placeholder and self.name_placeholder):
+            raise ValueError("key_placeholder, password_placeholder and name_placeholder must not be empty")
+
+
+def _version(text: str) -> int | None:
+    """4 or 6 for an IP address, None for anything else."""
+    try:
+        return ipaddress.ip_address(text).version
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class CleanConfig:
     """The `clean` config section."""
@@ -50,6 +119,11 @@ class CleanConfig:
     email_placeholder: str
     # Benchmark decontamination (Stack v2 spec §5), run before redaction, on the original content.
     decontamination: DecontaminationConfig
+    # The other PII detectors and their replacements (Stack v2 spec §4.4, §4.5).
+    pii: PiiConfig
+    # A local Hugging Face token-classification model (e.g. StarPII) whose spans are added to the regex
+    # detectors'; None: regex detectors alone.
+    ner_model: str | None = None
 
 
 def find_emails(text: str) -> list[str]:

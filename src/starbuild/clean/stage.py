@@ -1,4 +1,4 @@
-"""The `clean` stage: drop files containing benchmark strings, then redact emails in the rest, counting both."""
+"""The `clean` stage: drop files containing benchmark strings, then redact PII in the rest, counting both."""
 
 from __future__ import annotations
 
@@ -10,49 +10,28 @@ from typing import Any
 import pyarrow as pa
 
 from starbuild.clean.decontaminate import PatternSet, decontaminate_table, load_patterns, removal_table
-from starbuild.clean.pii import CleanConfig, redact_emails
+from starbuild.clean.pii import CleanConfig
+from starbuild.clean.redact import Rules, check, redact_table, rules_from
 from starbuild.core import layout, schemas
 from starbuild.core.shards import atomic_output, read_shard, shard_name, write_shard
-from starbuild.core.stage import StageContext
+from starbuild.core.stage import StageContext, StageError
 from starbuild.executors import make_executor
 from starbuild.shards.pipeline import sum_counts
 
 log = logging.getLogger(__name__)
 
 
-def redact_table(table: pa.Table, placeholder: str) -> tuple[pa.Table, dict[str, int]]:
-    """`table` with every email in `content` replaced by `placeholder`, and the shard's counts."""
-    contents, redactions = [], []
-    for text in table.column("content").to_pylist():
-        if text is None:
-            contents.append(None)
-            redactions.append(0)
-            continue
-        redacted, n = redact_emails(text, placeholder)
-        contents.append(redacted)
-        redactions.append(n)
-    # length_bytes stays the size of the original blob: it is a Stack v2 column describing the
-    # SWH content (like blob_id, which also still names the unredacted bytes), not `content`.
-    index = table.schema.get_field_index("content")
-    table = table.set_column(index, "content", pa.array(contents, pa.large_string()))
-    table = table.append_column("pii_redactions", pa.array(redactions, pa.int32()))
-    return table.select(schemas.CLEAN.names).cast(schemas.CLEAN), {
-        "files_with_emails": sum(n > 0 for n in redactions),
-        "emails_redacted": sum(redactions),
-    }
-
-
 def clean_table(
-    table: pa.Table, placeholder: str, patterns: PatternSet | None
+    table: pa.Table, rules: Rules, patterns: PatternSet | None
 ) -> tuple[pa.Table, dict[str, Any], list[dict[str, str]]]:
-    """One shard cleaned: contaminated files dropped (when `patterns`), emails redacted; counts and removals."""
+    """One shard cleaned: contaminated files dropped (when `patterns`), PII redacted; counts and removals."""
     counts: dict[str, Any] = {"files": table.num_rows, "files_decontaminated": 0, "decontaminated": {}}
     removals: list[dict[str, str]] = []
     if patterns is not None:
         # Matched on the original content: redaction must not hide (or fake) a benchmark string.
         table, removals, found = decontaminate_table(table, patterns)
         counts.update(found)
-    table, redacted = redact_table(table, placeholder)
+    table, redacted = redact_table(table, rules)
     return table, {**counts, **redacted}, removals
 
 
@@ -60,20 +39,25 @@ def clean_table(
 class _CleanShard:
     """Picklable worker: clean shard `src` into `dst`; return its counts and removal rows."""
 
-    placeholder: str
+    rules: Rules
     patterns: PatternSet | None
 
     def __call__(self, paths: tuple[Path, Path]) -> tuple[dict[str, Any], list[dict[str, str]]]:
         src, dst = paths
-        table, counts, removals = clean_table(read_shard(src), self.placeholder, self.patterns)
+        table, counts, removals = clean_table(read_shard(src), self.rules, self.patterns)
         write_shard(table, dst)
         return counts, removals
 
 
 def run_clean(ctx: StageContext) -> None:
-    """Write data/clean/ (data/dedup/ without contaminated files, emails redacted) and data/decontaminated/."""
+    """Write data/clean/ (data/dedup/ without contaminated files, PII redacted) and data/decontaminated/."""
     # The removal rows come back to this process and go into one table: contamination is rare, so it stays small.
     cfg = ctx.section("clean", CleanConfig)
+    rules = rules_from(cfg, ctx.root)
+    try:
+        check(rules)
+    except ValueError as err:
+        raise StageError(f"clean.{err}; fix conf/clean/") from err
     patterns = load_patterns(cfg.decontamination, ctx.root) if cfg.decontamination.enabled else None
     if patterns is not None:
         log.info("decontamination: %s", ", ".join(f"{name} {n['patterns']} strings ({n['too_short']} too short)"
@@ -83,7 +67,7 @@ def run_clean(ctx: StageContext) -> None:
     log.info("cleaning %d shards from %s", len(shards), layout.DEDUP)
     with atomic_output(ctx.output(layout.CLEAN)) as clean_dir, atomic_output(ctx.output(layout.DECONTAMINATED)) as gone:
         tasks = [(src, clean_dir / src.name) for src in shards]
-        results = executor.map(_CleanShard(cfg.email_placeholder, patterns), tasks, desc="clean",
+        results = executor.map(_CleanShard(rules, patterns), tasks, desc="clean",
                                labels=[str(src) for src in shards])
         write_shard(removal_table([row for _, rows in results for row in rows]), gone / shard_name(0))
     metrics = sum_counts(counts for counts, _ in results)
@@ -91,6 +75,7 @@ def run_clean(ctx: StageContext) -> None:
     metrics["decontamination_patterns"] = patterns.stats if patterns else {}
     log.info("removed %d of %d files as benchmark contamination %s -> %s", metrics["files_decontaminated"],
              metrics["files"], metrics["decontaminated"], ctx.output(layout.DECONTAMINATED))
-    log.info("redacted %d emails in %d files -> %s", metrics["emails_redacted"], metrics["files_with_emails"],
+    log.info("redacted %d PII spans %s in %d files (%d files dropped: detection failed) -> %s",
+             metrics["pii_redacted"], metrics["pii"], metrics["files_with_pii"], metrics["files_pii_failed"],
              ctx.output(layout.CLEAN))
     ctx.write_metrics(metrics)
