@@ -25,6 +25,8 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
+from starbuild.clean.textlines import lines_matching
+
 _HEX = "[0-9a-fA-F]{1,4}"
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)"
 IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
@@ -121,14 +123,7 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address, dns_server
 
 def candidate_lines(text: str) -> Iterator[tuple[int, int]]:
     """(start, end) of every line holding a GATE match: the only lines an acceptable address can be on."""
-    end = -1
-    for match in GATE.finditer(text):
-        if match.start() < end:
-            continue
-        start = text.rfind("\n", 0, match.start()) + 1
-        end = text.find("\n", match.end())
-        end = len(text) if end == -1 else end
-        yield start, end
+    return lines_matching(GATE, text)
 
 
 def find_ips(text: str, dns_servers: frozenset[str], context: int = 100) -> Iterator[tuple[int, int, str, int]]:

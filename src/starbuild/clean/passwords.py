@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterator
 
 from starbuild.clean.keys import is_config_file
+from starbuild.clean.textlines import lines_matching
 
 # Words that make a short `pass`/`pwd`/`pw` segment a credential (`db_pass`), where alone it is not.
 _CREDENTIAL = (
@@ -72,14 +73,7 @@ def is_placeholder(value: str, placeholders: frozenset[str]) -> bool:
 
 def hint_lines(text: str) -> Iterator[tuple[int, int]]:
     """(start, end) of every line holding `pass` or `pw` (any case): the only lines a password can be on."""
-    end = -1
-    for match in _HINT.finditer(text):
-        if match.start() < end:
-            continue
-        start = text.rfind("\n", 0, match.start()) + 1
-        end = text.find("\n", match.end())
-        end = len(text) if end == -1 else end
-        yield start, end
+    return lines_matching(_HINT, text)
 
 
 def find_passwords(text: str, placeholders: frozenset[str], path: str = "") -> Iterator[tuple[int, int, str]]:
