@@ -36,10 +36,9 @@ from starbuild.swh.graph import (
     listing_key,
     plan,
     read_listing,
-    repo_name,
 )
 from starbuild.swh.origins import Checkout
-from starbuild.swh.source import SourceConfig
+from starbuild.swh.source import SourceConfig, repo_name
 from starbuild.swh.stage import run_pull
 from starbuild.swh.storage import S3Options
 from tests import swh_fixtures as fx

@@ -29,7 +29,7 @@ from starbuild.swh.content_store import CORRUPT, FAILED, MISSING, ContentCache, 
 from starbuild.swh.hashing import sha1_git, sha1_hex
 from starbuild.swh.origins import Checkout, OriginFile
 from starbuild.swh.records import origin_rows
-from starbuild.swh.source import OriginRef, OriginSummary, SourceConfig, write_origin
+from starbuild.swh.source import OriginRef, OriginSummary, SourceConfig, repo_name, write_origin
 
 log = logging.getLogger(__name__)
 
@@ -199,15 +199,6 @@ def _retry_after_s(response: requests.Response) -> float | None:
         except (TypeError, ValueError):
             return None
     return min(max(seconds, 0.0), MAX_WAIT_S)
-
-
-def repo_name(url: str) -> str:
-    """The Stack v2's name of an origin: `owner/repo` on GitHub, else the URL without its scheme."""
-    parsed = urlparse(url)
-    parts = [p for p in parsed.path.split("/") if p]
-    if parsed.hostname in ("github.com", "www.github.com") and len(parts) == 2:
-        return "/".join(parts)
-    return url.split("://", 1)[-1].rstrip("/")
 
 
 def parse_date(value: Any) -> datetime | None:

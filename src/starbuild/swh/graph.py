@@ -19,10 +19,9 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import duckdb
 import pyarrow as pa
@@ -30,10 +29,19 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from starbuild.swh.content_store import ContentCache, ContentError, ContentStore
 from starbuild.swh.origins import Checkout, OriginFile
 from starbuild.swh.records import origin_rows
-from starbuild.swh.source import OriginRef, OriginSummary, SourceConfig, write_origin
+from starbuild.swh.source import (
+    OriginRef,
+    OriginSummary,
+    SourceConfig,
+    fetch_files,
+    local_or_url,
+    open_content_store,
+    repo_name,
+    utc,
+    write_origin,
+)
 from starbuild.swh.storage import S3Options, open_location
 
 log = logging.getLogger(__name__)
@@ -87,57 +95,6 @@ class Entry:
     sha1: str | None
     length: int | None
     status: str | None
-
-
-def repo_name(url: str) -> str:
-    """The Stack v2's name of an origin: `owner/repo` for GitHub, else the URL without its scheme."""
-    parsed = urlparse(url)
-    if parsed.netloc.lower() in ("github.com", "www.github.com"):
-        path = parsed.path.strip("/")
-        return path.removesuffix(".git")
-    return url.split("://", 1)[-1].rstrip("/")
-
-
-def utc(value: datetime | None) -> datetime | None:
-    """A timestamp as a UTC-aware datetime (exports store naive UTC)."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def s3_options(cfg: SourceConfig) -> S3Options:
-    """The `source` section's S3 settings."""
-    return S3Options(cfg.s3_endpoint, cfg.s3_anonymous, cfg.s3_region)
-
-
-def local_or_url(location: str, repo_root: Path) -> str:
-    """`location` with a relative local path made absolute against the repository root."""
-    if "://" in location or Path(location).is_absolute():
-        return location
-    return str(repo_root / location)
-
-
-def open_content_store(cfg: SourceConfig, repo_root: Path) -> ContentStore:
-    """The configured content store behind the local cache."""
-    if not cfg.content_store:
-        raise ValueError(f"source.content_store is not set; kind '{cfg.kind}' fetches contents from it")
-    cache = ContentCache(Path(local_or_url(cfg.content_cache, repo_root)))
-    return ContentStore(local_or_url(cfg.content_store, repo_root), cache, s3_options(cfg), cfg.request_timeout,
-                        cfg.request_retries)
-
-
-def fetch_files(store: ContentStore, wanted: list[tuple[str, str, bool]], workers: int,
-                checkout: Checkout) -> list[OriginFile]:
-    """The files (path, sha1, executable) whose contents could be had; the rest counted by reason."""
-    fetched = store.fetch_many((sha1 for _, sha1, _ in wanted), workers)
-    files = []
-    for path, sha1, executable in wanted:
-        result = fetched[sha1]
-        if isinstance(result, ContentError):
-            checkout.skip(result.reason)
-        else:
-            files.append(OriginFile(path, result, executable))
-    return files
 
 
 class Export:
@@ -360,7 +317,7 @@ class GraphSource:
             spill = self.listings() / "spill"
             spill.mkdir(parents=True, exist_ok=True)
             # One folder per process: DuckDB names its spill files alike in every database.
-            self._export = Export(local_or_url(self.cfg.graph, self.repo_root), s3_options(self.cfg),
+            self._export = Export(local_or_url(self.cfg.graph, self.repo_root), self.cfg.s3(),
                                   spill / str(os.getpid()))
         return self._export
 

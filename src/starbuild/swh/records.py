@@ -62,7 +62,7 @@ def origin_rows(repo_name: str, files: list[OriginFile], checkout: Checkout, dec
         reason = skip_reason(file, options.max_file_bytes)
         decoded = None if reason else _decode(file.data, known.get(file.path, {}), options.encodings)
         if decoded is None:
-            checkout.skip(reason or ("binary" if _looks_binary(file.data) else "undecodable"))
+            checkout.skip(reason or ("binary" if b"\0" in file.data else "undecodable"))
         else:
             kept.append((file, decoded))
     found = {
@@ -81,10 +81,6 @@ def origin_rows(repo_name: str, files: list[OriginFile], checkout: Checkout, dec
     with ThreadPoolExecutor(max_workers=ROW_THREADS) as pool:
         rows = [row for chunk_rows in pool.map(rows_of, chunks) for row in chunk_rows]
     return sorted(rows, key=lambda r: r["path"])
-
-
-def _looks_binary(data: bytes) -> bool:
-    return b"\0" in data
 
 
 # Columns a source may know better than this module (The Stack v2 annotated them with go-enry and ScanCode).

@@ -9,17 +9,21 @@ package and one entry in `sources.SOURCES`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from starbuild.core import schemas
 from starbuild.swh import licenses
+from starbuild.swh.content_store import ContentCache, ContentError, ContentStore
 from starbuild.swh.hashing import directory_swhid, snapshot_swhid
-from starbuild.swh.origins import Checkout
+from starbuild.swh.origins import Checkout, OriginFile
 from starbuild.swh.records import RowOptions
+from starbuild.swh.storage import S3Options
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,10 @@ class SourceConfig:
             raise ValueError(f"license_min_score must be in [0, 1], got {self.license_min_score}")
         if self.request_timeout <= 0:
             raise ValueError(f"request_timeout must be > 0, got {self.request_timeout}")
+
+    def s3(self) -> S3Options:
+        """The section's S3 settings."""
+        return S3Options(self.s3_endpoint, self.s3_anonymous, self.s3_region)
 
     def row_options(self) -> RowOptions:
         """What `records.origin_rows` needs from this section."""
@@ -150,3 +158,49 @@ def write_origin(name: str, rows: list[dict[str, Any]], checkout: Checkout, decl
         skipped=dict(checkout.skipped),
         languages=languages,
     )
+
+
+def repo_name(url: str) -> str:
+    """The Stack v2's name of an origin URL: `owner/repo` on GitHub, else the URL without its scheme."""
+    parsed = urlparse(url)
+    parts = [p for p in parsed.path.split("/") if p]
+    if (parsed.hostname or "").lower() in ("github.com", "www.github.com") and len(parts) == 2:
+        return f"{parts[0]}/{parts[1].removesuffix('.git')}"
+    return url.split("://", 1)[-1].rstrip("/")
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """A timestamp as a UTC-aware datetime (exports and indexes store naive UTC)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def local_or_url(location: str, repo_root: Path) -> str:
+    """`location` with a relative local path made absolute against the repository root."""
+    if "://" in location or Path(location).is_absolute():
+        return location
+    return str(repo_root / location)
+
+
+def open_content_store(cfg: SourceConfig, repo_root: Path) -> ContentStore:
+    """The configured content store behind the local cache."""
+    if not cfg.content_store:
+        raise ValueError(f"source.content_store is not set; kind '{cfg.kind}' fetches contents from it")
+    cache = ContentCache(Path(local_or_url(cfg.content_cache, repo_root)))
+    return ContentStore(local_or_url(cfg.content_store, repo_root), cache, cfg.s3(), cfg.request_timeout,
+                        cfg.request_retries)
+
+
+def fetch_files(store: ContentStore, wanted: list[tuple[str, str, bool]], workers: int,
+                checkout: Checkout) -> list[OriginFile]:
+    """The files (path, sha1, executable) whose contents could be had; the rest counted by reason."""
+    fetched = store.fetch_many((sha1 for _, sha1, _ in wanted), workers)
+    files = []
+    for path, sha1, executable in wanted:
+        result = fetched[sha1]
+        if isinstance(result, ContentError):
+            checkout.skip(result.reason)
+        else:
+            files.append(OriginFile(path, result, executable))
+    return files

@@ -13,10 +13,18 @@ from typing import Any
 import duckdb
 import pyarrow.dataset as ds
 
-from starbuild.swh.graph import fetch_files, local_or_url, open_content_store, s3_options, utc
 from starbuild.swh.origins import Checkout
 from starbuild.swh.records import KNOWN_COLUMNS, origin_rows
-from starbuild.swh.source import OriginRef, OriginSummary, SourceConfig, write_origin
+from starbuild.swh.source import (
+    OriginRef,
+    OriginSummary,
+    SourceConfig,
+    fetch_files,
+    local_or_url,
+    open_content_store,
+    utc,
+    write_origin,
+)
 from starbuild.swh.storage import S3Options, open_location
 
 REQUIRED = ("blob_id", "repo_name", "path")
@@ -89,7 +97,7 @@ class StackV2Source:
             if not self.cfg.index:
                 raise ValueError("source.index is empty; kind 'stack_v2' lists files from its Parquet files")
             locations = [local_or_url(str(entry), self.repo_root) for entry in self.cfg.index]
-            self._index = Index(locations, s3_options(self.cfg))
+            self._index = Index(locations, self.cfg.s3())
         return self._index
 
     def origins(self) -> list[OriginRef]:
