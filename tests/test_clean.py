@@ -8,7 +8,9 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from starbuild.clean.pii import find_emails, redact_emails
+from starbuild import special_tokens
+from starbuild.clean.pii import find_emails
+from starbuild.clean.redact import PLACEHOLDERS
 from starbuild.clean.stage import run_clean
 from starbuild.core import layout
 from starbuild.core.schemas import CLEAN
@@ -58,12 +60,6 @@ def test_finds_emails(text, emails):
 @pytest.mark.parametrize("text", NOT_FOUND)
 def test_ignores_code_that_is_not_an_email(text):
     assert find_emails(text) == []
-
-
-def test_redact_keeps_placeholder_literal_and_counts():
-    text = "a: ann@example.com b: bob@example.org\n"
-    assert redact_emails(text, r"\1<E>") == (r"a: \1<E> b: \1<E>" + "\n", 2)
-    assert redact_emails("no email here", "<EMAIL>") == ("no email here", 0)
 
 
 def test_handles_long_email_free_runs_quickly():
@@ -131,14 +127,14 @@ def test_deterministic_and_worker_independent(tmp_path, make_context, smoke_cfg)
     assert snapshot() == first
 
 
-def test_custom_placeholder_and_bad_config(tmp_path, make_context, smoke_cfg):
+def test_placeholders_are_special_tokens_and_bad_config_is_named(tmp_path, make_context, smoke_cfg):
     write_table(tmp_path / layout.DEDUP, corpus())
-    cfg = with_overrides(smoke_cfg, clean={"email_placeholder": "[redacted]"})
-    run_clean(make_context("clean", cfg))
+    run_clean(make_context("clean"))
     first = read_shard(tmp_path / layout.CLEAN / "part-00000.parquet").to_pylist()[0]
-    assert "Write to [redacted]." in first["content"]
-    # An untyped config, as a stage reads params.yaml under DVC: a list is no placeholder.
-    untyped = OmegaConf.create(OmegaConf.to_container(cfg))
-    untyped.clean.email_placeholder = ["<EMAIL>"]
-    with pytest.raises(StageError, match=r"^clean.email_placeholder: .*; fix conf/clean/$"):
+    assert f"Write to {special_tokens.EMAIL}." in first["content"]
+    assert set(PLACEHOLDERS.values()) <= set(special_tokens.SPECIAL_TOKENS)
+    # An untyped config, as a stage reads params.yaml under DVC: a list is no model path.
+    untyped = OmegaConf.create(OmegaConf.to_container(smoke_cfg))
+    untyped.clean.ner_model = ["models/starpii"]
+    with pytest.raises(StageError, match=r"^clean.ner_model: .*; fix conf/clean/$"):
         run_clean(make_context("clean", untyped))

@@ -20,10 +20,8 @@ from starbuild.eval.val_loss import token_byte_lengths, val_token_stream, window
 from starbuild.model.checkpoint import load_checkpoint, save_checkpoint
 from starbuild.model.stage import run_export
 from starbuild.model.starcoder2 import ModelConfig, StarCoder2
+from starbuild.special_tokens import SPECIAL_TOKENS
 from tests.factories import doc_row, stage_context, write_table
-
-SPECIAL_TOKENS = ["<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>",
-                  "<repo_name>", "<file_sep>", "<issue_start>", "<issue_comment>"]
 
 
 def repo_doc(index: int) -> str:
@@ -40,11 +38,11 @@ VAL_DOCS = [repo_doc(i) for i in range(6)] + ["print('done')<|endoftext|>"]
 
 
 def train_tokenizer() -> Tokenizer:
-    """A tiny byte-level BPE with StarCoder2's special tokens at ids 0-8."""
+    """A tiny byte-level BPE with StarCoder2's special tokens at the lowest ids."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=SPECIAL_TOKENS, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=list(SPECIAL_TOKENS), show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator([repo_doc(i) for i in range(10, 20)], trainer)
     return tokenizer
@@ -95,6 +93,10 @@ def test_export_loads_in_transformers_with_the_same_logits(built: Path, smoke_cf
     source = Tokenizer.from_file(str(built / layout.TOKENIZER / "tokenizer.json"))
     assert hf_tokenizer(VAL_DOCS[0])["input_ids"] == source.encode(VAL_DOCS[0]).ids
     assert hf_tokenizer.decode(source.encode(VAL_DOCS[0]).ids) == VAL_DOCS[0]
+    # Every special token is named, so generated text can be shown without them.
+    assert set(hf_tokenizer.all_special_tokens) == set(SPECIAL_TOKENS)
+    redacted = "key = '<KEY>'  # ask <NAME>"
+    assert hf_tokenizer.decode(hf_tokenizer(redacted)["input_ids"], skip_special_tokens=True) == "key = ''  # ask "
 
 
 def test_export_is_deterministic_and_atomic(built: Path, smoke_cfg: DictConfig) -> None:

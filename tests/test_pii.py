@@ -91,7 +91,7 @@ def test_planted_corpus_is_what_it_says(planted):
 
 
 def test_bigcode_rules_alone_miss_vendor_keys(planted, smoke_cfg):
-    # The reason for trust_vendor_formats (conf/clean/email.yaml): BigCode's gibberish test on every key.
+    # The reason for trust_vendor_formats (conf/clean/stack_v2.yaml): BigCode's gibberish test on every key.
     bigcode = make_rules(smoke_cfg, trust_vendor_formats=False, gibberish_limit=4.0)
     recall, _, _ = score([c for c in planted if c.kind in ("aws_access_key", "slack_token")], bigcode)
     assert recall["aws_access_key"] < 0.8 and recall["slack_token"] < 0.8

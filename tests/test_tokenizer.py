@@ -13,10 +13,12 @@ from starbuild.tokenizer import bpe
 from starbuild.tokenizer.stage import run_tokenizer
 from tests.factories import doc_row, write_table
 
-SPECIAL = [
+# StarCoder2's confirmed ids 0-8 (its tokenizer_config.json).
+STARCODER2_IDS = [
     "<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>",
     "<repo_name>", "<file_sep>", "<issue_start>", "<issue_comment>",
 ]
+PII_PLACEHOLDERS = ["<NAME>", "<EMAIL>", "<KEY>", "<PASSWORD>"]
 UNICODE_CODE = (
     "def área(r: float) -> float:\n"
     "    \"\"\"π r² — 面积 🚀\"\"\"\n"
@@ -79,10 +81,12 @@ def trained(make_context, tmp_path: Path) -> Path:
     return tmp_path / layout.TOKENIZER / bpe.TOKENIZER_FILE
 
 
-def test_special_tokens_take_ids_0_to_8(trained: Path, smoke_cfg) -> None:
-    assert list(SPECIAL_TOKENS) == SPECIAL
+def test_special_tokens_take_the_lowest_ids_in_table_5_order(trained: Path, smoke_cfg) -> None:
+    assert list(SPECIAL_TOKENS[:9]) == STARCODER2_IDS
+    assert list(SPECIAL_TOKENS[-4:]) == PII_PLACEHOLDERS
+    assert len(SPECIAL_TOKENS) == len(set(SPECIAL_TOKENS)) == 38
     tokenizer = bpe.load_tokenizer(trained.parent)
-    assert [tokenizer.token_to_id(token) for token in SPECIAL] == list(range(9))
+    assert [tokenizer.token_to_id(token) for token in SPECIAL_TOKENS] == list(range(38))
     assert tokenizer.get_vocab_size() == smoke_cfg.tokenizer.bpe.vocab_size
     assert not list(trained.parent.parent.glob(".tmp-*"))
 
@@ -92,8 +96,11 @@ def test_special_tokens_in_text_are_single_ids(trained: Path) -> None:
     ids = tokenizer.encode("<repo_name>pypi/x<file_sep>a.py\nprint(1)\n<|endoftext|>").ids
     assert ids[0] == 5 and ids[-1] == 0
     assert ids.count(6) == 1
+    # What PII redaction wrote is one token each.
+    ids = tokenizer.encode("user = '<NAME>' # <EMAIL>\nkey='<KEY>'; pw=\"<PASSWORD>\"").ids
+    assert [token for token in ids if token < len(SPECIAL_TOKENS)] == [34, 35, 36, 37]
     # No merge ever spells a special token out of pieces of the training text.
-    assert not any("file_sep" in token for token in tokenizer.get_vocab() if token not in SPECIAL)
+    assert not any("file_sep" in token for token in tokenizer.get_vocab() if token not in SPECIAL_TOKENS)
 
 
 def test_digits_are_single_tokens(trained: Path) -> None:
@@ -129,7 +136,7 @@ def test_too_small_vocab_fails_with_the_fix(make_context, tmp_path: Path, smoke_
     write_corpus(tmp_path)
     cfg = smoke_cfg.copy()
     cfg.tokenizer.bpe.vocab_size = 200
-    with pytest.raises(StageError, match="raise it above 265"):
+    with pytest.raises(StageError, match="raise it above 294"):
         run_tokenizer(make_context("tokenizer", cfg))
     assert not (tmp_path / layout.TOKENIZER).exists()
 

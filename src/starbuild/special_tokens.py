@@ -1,6 +1,8 @@
-"""StarCoder2's special tokens: the one definition the formatter, tokenizer, exporter and eval share.
+"""StarCoder2's special tokens: the one definition the formatter, cleaner, tokenizer, exporter and eval share.
 
-They occupy ids 0-8 of the vocabulary in this order, as in StarCoder2's tokenizer (spec §6).
+They occupy the lowest ids of the vocabulary in this order (spec §6.4): ids 0-8 as in StarCoder2's
+tokenizer_config.json, then the rest of the paper's Table 5 in its order (the PR tokens without a
+second `<repo_name>`), then the PII placeholders the clean stage writes: 38 tokens.
 """
 
 END_OF_TEXT = "<|endoftext|>"
@@ -13,6 +15,26 @@ REPO_NAME = "<repo_name>"
 FILE_SEP = "<file_sep>"
 ISSUE_START = "<issue_start>"
 ISSUE_COMMENT = "<issue_comment>"
+ISSUE_CLOSED = "<issue_closed>"
+JUPYTER_START = "<jupyter_start>"
+JUPYTER_TEXT = "<jupyter_text>"
+JUPYTER_CODE = "<jupyter_code>"
+JUPYTER_OUTPUT = "<jupyter_output>"
+JUPYTER_SCRIPT = "<jupyter_script>"
+EMPTY_OUTPUT = "<empty_output>"
+CODE_TO_INTERMEDIATE = "<code_to_intermediate>"
+INTERMEDIATE_TO_CODE = "<intermediate_to_code>"
+PR_TOKENS = (
+    "<pr>", "<pr_status>", "<pr_is_merged>", "<pr_base>", "<pr_file>", "<pr_base_code>", "<pr_diff>",
+    "<pr_diff_hunk>", "<pr_comment>", "<pr_event_id>", "<pr_review>", "<pr_review_state>",
+    "<pr_review_comment>", "<pr_in_reply_to_review_id>", "<pr_in_reply_to_comment_id>",
+    "<pr_diff_hunk_comment_line>",
+)
+# What PII redaction (the clean stage) writes in place of a name, an email address, a key, a password.
+NAME = "<NAME>"
+EMAIL = "<EMAIL>"
+KEY = "<KEY>"
+PASSWORD = "<PASSWORD>"
 
 SPECIAL_TOKENS = (
     END_OF_TEXT,
@@ -24,4 +46,18 @@ SPECIAL_TOKENS = (
     FILE_SEP,
     ISSUE_START,
     ISSUE_COMMENT,
+    ISSUE_CLOSED,
+    JUPYTER_START,
+    JUPYTER_TEXT,
+    JUPYTER_CODE,
+    JUPYTER_OUTPUT,
+    JUPYTER_SCRIPT,
+    EMPTY_OUTPUT,
+    CODE_TO_INTERMEDIATE,
+    INTERMEDIATE_TO_CODE,
+    *PR_TOKENS,
+    NAME,
+    EMAIL,
+    KEY,
+    PASSWORD,
 )

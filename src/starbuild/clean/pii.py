@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass, field
 
 from starbuild.clean.decontaminate import DecontaminationConfig
+from starbuild.clean.malware import MalwareConfig
 
 _LOCAL_RUN = r"[A-Za-z0-9_%+\-]*[A-Za-z0-9_%+]"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
@@ -48,12 +49,9 @@ EMAIL = re.compile(
 class PiiConfig:
     """The `clean.pii` section: replacements, and what the detectors accept (not frozen: Hydra merges into it).
 
-    conf/clean/email.yaml says where each value comes from; these checks reject values that cannot work.
+    conf/clean/stack_v2.yaml says where each value comes from; these checks reject values that cannot work.
     """
 
-    key_placeholder: str
-    password_placeholder: str
-    name_placeholder: str
     # BigCode's fixed pools; an IP address is replaced by a choice seeded by the file's blob_id.
     ipv4_replacements: list[str]
     ipv6_replacements: list[str]
@@ -99,8 +97,6 @@ class PiiConfig:
                              "must be >= 0")
         if not 0 <= self.ner_stride_tokens < self.ner_window_tokens - 2:
             raise ValueError("ner_stride_tokens must be >= 0 and smaller than ner_window_tokens - 2")
-        if not (self.key_placeholder and self.password_placeholder and self.name_placeholder):
-            raise ValueError("key_placeholder, password_placeholder and name_placeholder must not be empty")
 
 
 def _version(text: str) -> int | None:
@@ -115,8 +111,6 @@ def _version(text: str) -> int | None:
 class CleanConfig:
     """The `clean` config section."""
 
-    # What every email address is replaced by.
-    email_placeholder: str
     # Benchmark decontamination (Stack v2 spec §5), run before redaction, on the original content.
     decontamination: DecontaminationConfig
     # The other PII detectors and their replacements (Stack v2 spec §4.4, §4.5).
@@ -124,14 +118,10 @@ class CleanConfig:
     # A local Hugging Face token-classification model (e.g. StarPII) whose spans are added to the regex
     # detectors'; None: regex detectors alone.
     ner_model: str | None = None
+    # ClamAV scanning (Stack v2 spec §1.7), run first: matching files are removed.
+    malware: MalwareConfig = field(default_factory=MalwareConfig)
 
 
 def find_emails(text: str) -> list[str]:
     """Every email address the detector finds in `text`, in order."""
     return [match.group(0) for match in EMAIL.finditer(text)]
-
-
-def redact_emails(text: str, placeholder: str) -> tuple[str, int]:
-    """`text` with every email replaced by `placeholder`, and the number replaced."""
-    # A function replacement keeps backslashes in the placeholder literal.
-    return EMAIL.subn(lambda _match: placeholder, text)

@@ -7,10 +7,10 @@ wins, then the type ranked first in PRIORITY, then the longer span (a password's
 high-entropy key is a password; a token in a URL's userinfo, `https://x:ghp_…@github.com`, is a key, not
 the start of an email address).
 
-Replacement (§4.4): `<EMAIL>`, `<KEY>`, `<PASSWORD>`, `<NAME>`; an IP address becomes a random
-choice from its family's pool. The same value gets the same replacement everywhere in a file, and the
-random choices come from an RNG seeded with the file's `blob_id`, so the output depends on the file
-alone, not on its shard, its neighbours or the worker.
+Replacement (§4.4): `<EMAIL>`, `<KEY>`, `<PASSWORD>`, `<NAME>` (special tokens of the tokenizer); an IP
+address becomes a random choice from its family's pool. The same value gets the same replacement
+everywhere in a file, and the random choices come from an RNG seeded with the file's `blob_id`, so the
+output depends on the file alone, not on its shard, its neighbours or the worker.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from starbuild import special_tokens
 from starbuild.clean import ips, keys, ner, passwords
 from starbuild.clean.pii import EMAIL, CleanConfig
 from starbuild.core import schemas
@@ -37,6 +38,9 @@ KINDS = ("email", "ipv4", "ipv6", "key", "password", "name")
 INPUT_ERRORS = (RecursionError, ValueError, UnicodeError, OverflowError, MemoryError)
 # Which of two spans with the same start is kept (lower first).
 PRIORITY = {"password": 0, "key": 1, "email": 2, "ipv4": 3, "ipv6": 3, "name": 4}
+# The fixed replacements (IP addresses get one from a pool instead).
+PLACEHOLDERS = {"email": special_tokens.EMAIL, "key": special_tokens.KEY, "password": special_tokens.PASSWORD,
+                "name": special_tokens.NAME}
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,6 @@ class Span:
 class Rules:
     """Everything redaction needs, hashable and picklable: built once from the `clean` section."""
 
-    placeholders: tuple[tuple[str, str], ...]
     ipv4_pool: tuple[str, ...]
     ipv6_pool: tuple[str, ...]
     dns_servers: frozenset[str]
@@ -66,10 +69,6 @@ class Rules:
     ner_stride: int
     ner_device: str
     ner_tags: frozenset[str]
-
-    def placeholder(self, kind: str) -> str:
-        """The fixed replacement of a non-IP kind."""
-        return dict(self.placeholders)[kind]
 
 
 def rules_from(cfg: CleanConfig, root: Path | None = None) -> Rules:
@@ -84,10 +83,8 @@ def rules_from(cfg: CleanConfig, root: Path | None = None) -> Rules:
         hash_lengths=tuple(pii.hash_lengths), hash_mention_ratio=pii.hash_mention_ratio,
         trust_vendor_formats=pii.trust_vendor_formats, hex_min_chars=pii.hex_key_min_chars,
     )
-    placeholders = (("email", cfg.email_placeholder), ("key", pii.key_placeholder),
-                    ("password", pii.password_placeholder), ("name", pii.name_placeholder))
     return Rules(
-        placeholders=placeholders, ipv4_pool=tuple(pii.ipv4_replacements), ipv6_pool=tuple(pii.ipv6_replacements),
+        ipv4_pool=tuple(pii.ipv4_replacements), ipv6_pool=tuple(pii.ipv6_replacements),
         dns_servers=frozenset(pii.dns_servers), max_skipped_chars=pii.max_skipped_chars,
         version_context_chars=pii.version_context_chars, key_rules=key_rules,
         password_placeholders=frozenset(p.lower() for p in pii.password_placeholders), ner_model=model,
@@ -182,7 +179,7 @@ def replacements(spans: list[Span], rules: Rules, blob_id: str | None) -> list[s
             elif span.kind == "ipv6":
                 chosen[key] = rng.choice(rules.ipv6_pool)
             else:
-                chosen[key] = rules.placeholder(span.kind)
+                chosen[key] = PLACEHOLDERS[span.kind]
     return [chosen[(span.kind, span.value)] for span in spans]
 
 

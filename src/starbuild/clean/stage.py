@@ -1,4 +1,4 @@
-"""The `clean` stage: drop files containing benchmark strings, then redact PII in the rest, counting both."""
+"""The `clean` stage: drop malware and files containing benchmark strings, then redact PII in the rest."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from starbuild.clean.decontaminate import PatternSet, decontaminate_table, load_patterns, removal_table
+from starbuild.clean.malware import Scanner, remove_malware, scanner_from
 from starbuild.clean.pii import CleanConfig
 from starbuild.clean.redact import Rules, check, redact_table, rules_from
 from starbuild.core import layout, schemas
@@ -22,11 +23,15 @@ log = logging.getLogger(__name__)
 
 
 def clean_table(
-    table: pa.Table, rules: Rules, patterns: PatternSet | None
+    table: pa.Table, rules: Rules, patterns: PatternSet | None, scanner: Scanner | None = None
 ) -> tuple[pa.Table, dict[str, Any], list[dict[str, str]]]:
-    """One shard cleaned: contaminated files dropped (when `patterns`), PII redacted; counts and removals."""
-    counts: dict[str, Any] = {"files": table.num_rows, "files_decontaminated": 0, "decontaminated": {}}
+    """One shard cleaned: malware and contaminated files dropped (when asked), PII redacted; counts, removals."""
+    counts: dict[str, Any] = {"files": table.num_rows, "files_malware": 0, "malware": {},
+                              "files_decontaminated": 0, "decontaminated": {}}
     removals: list[dict[str, str]] = []
+    if scanner is not None:
+        table, signatures = remove_malware(table, scanner)
+        counts.update(files_malware=signatures.total(), malware=dict(sorted(signatures.items())))
     if patterns is not None:
         # Matched on the original content: redaction must not hide (or fake) a benchmark string.
         table, removals, found = decontaminate_table(table, patterns)
@@ -41,10 +46,11 @@ class _CleanShard:
 
     rules: Rules
     patterns: PatternSet | None
+    scanner: Scanner | None
 
     def __call__(self, paths: tuple[Path, Path]) -> tuple[dict[str, Any], list[dict[str, str]]]:
         src, dst = paths
-        table, counts, removals = clean_table(read_shard(src), self.rules, self.patterns)
+        table, counts, removals = clean_table(read_shard(src), self.rules, self.patterns, self.scanner)
         write_shard(table, dst)
         return counts, removals
 
@@ -56,6 +62,7 @@ def run_clean(ctx: StageContext) -> None:
     rules = rules_from(cfg, ctx.root)
     try:
         check(rules)
+        scanner = scanner_from(cfg.malware, ctx.root)
     except ValueError as err:
         raise StageError(f"clean.{err}; fix conf/clean/") from err
     patterns = load_patterns(cfg.decontamination, ctx.root) if cfg.decontamination.enabled else None
@@ -67,12 +74,16 @@ def run_clean(ctx: StageContext) -> None:
     log.info("cleaning %d shards from %s", len(shards), layout.DEDUP)
     with atomic_output(ctx.output(layout.CLEAN)) as clean_dir, atomic_output(ctx.output(layout.DECONTAMINATED)) as gone:
         tasks = [(src, clean_dir / src.name) for src in shards]
-        results = executor.map(_CleanShard(rules, patterns), tasks, desc="clean",
+        # A shard clamscan cannot scan fails the stage as one line naming the shard (TaskFailed).
+        results = executor.map(_CleanShard(rules, patterns, scanner), tasks, desc="clean",
                                labels=[str(src) for src in shards])
         write_shard(removal_table([row for _, rows in results for row in rows]), gone / shard_name(0))
     metrics = sum_counts(counts for counts, _ in results)
     metrics["benchmarks_skipped"] = list(patterns.skipped) if patterns else []
     metrics["decontamination_patterns"] = patterns.stats if patterns else {}
+    if scanner is not None:
+        log.info("removed %d of %d files as malware %s", metrics["files_malware"], metrics["files"],
+                 metrics["malware"])
     log.info("removed %d of %d files as benchmark contamination %s -> %s", metrics["files_decontaminated"],
              metrics["files"], metrics["decontaminated"], ctx.output(layout.DECONTAMINATED))
     log.info("redacted %d PII spans %s in %d files (%d files dropped: detection failed) -> %s",

@@ -9,7 +9,7 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast, Starcoder2Config, Starcoder2ForCausalLM
 
 from starbuild.model.starcoder2 import HIDDEN_ACT, ModelConfig, StarCoder2
-from starbuild.special_tokens import END_OF_TEXT, FIM_PAD
+from starbuild.special_tokens import END_OF_TEXT, FIM_PAD, SPECIAL_TOKENS
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,16 @@ def to_hf_tokenizer(tokenizer_file: Path, ids: SpecialIds, max_length: int) -> P
     """The transformers tokenizer over our tokenizer.json, with its special tokens named."""
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
     eos = tokenizer.id_to_token(ids.eos)
+    named = {eos, tokenizer.id_to_token(ids.pad)}
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token=eos,
         eos_token=eos,
         unk_token=eos,
         pad_token=tokenizer.id_to_token(ids.pad),
+        # The rest, as StarCoder2's tokenizer_config.json lists them, so decode(skip_special_tokens=True) drops them.
+        additional_special_tokens=[token for token in SPECIAL_TOKENS
+                                   if token not in named and tokenizer.token_to_id(token) is not None],
         model_max_length=max_length,
     )
 

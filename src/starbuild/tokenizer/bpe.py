@@ -57,7 +57,7 @@ def without_special_tokens(texts: Iterable[str], special_tokens: Sequence[str]) 
 
 
 def train_bpe(texts: Iterable[str], config: BpeConfig) -> Tokenizer:
-    """Train a byte-level BPE on `texts` (streamed) with StarCoder2's special tokens at ids 0..8."""
+    """Train a byte-level BPE on `texts` (streamed) with StarCoder2's 38 special tokens at the lowest ids."""
     tokenizer = build_tokenizer()
     trainer = trainers.BpeTrainer(
         vocab_size=config.vocab_size,
