@@ -10,12 +10,13 @@ datatrove 0.10.1: MinhashDedupSignature -> MinhashDedupBuckets -> MinhashDedupCl
 workers, then both with 1; each engine runs in its own process, best of REPEATS runs (the CPUs are shared).
 
 Shingling is made identical: datatrove's text normalisation is cut down to lowercasing and its word
-tokenizer replaced by starbuild's (runs of `\\w`), so both hash the same 5-token shingles with xxh32
-(datatrove's HashConfig(precision=32, hash_fc="xxhash")). Both use 250 hashes in 25 bands x 10 rows.
-What still differs: datatrove's permutations are (a*h + b) mod 2^61-1 drawn from RandomState(seed) (its
-uint64 product wraps), starbuild's (a*h + b) mod 2^32-5 drawn from PCG64; datatrove compares a band's 10
-values, starbuild an xxh64 of them; starbuild runs exact dedup first (the corpus has no exact copies) and
-picks survivors by priority, datatrove keeps each cluster's union-find root.
+tokenizer replaced by starbuild's split (runs of `\\w`), so both see the same 5-token shingles; both
+hash a shingle to 32 bits (datatrove: xxh32 of the joined shingle, HashConfig(precision=32,
+hash_fc="xxhash"); starbuild: a combination of its tokens' xxh64). Both use 250 hashes in 25 bands x 10
+rows. What still differs: datatrove's permutations are (a*h + b) mod 2^61-1 drawn from RandomState(seed)
+(its uint64 product wraps), starbuild's ((a*h + b) mod 2^64) >> 32 drawn from PCG64; datatrove compares a
+band's 10 values, starbuild an xxh64 of them; starbuild runs exact dedup first (the corpus has no exact
+copies) and picks survivors by priority, datatrove keeps each cluster's union-find root.
 
 Quality: both give clusters (datatrove's `save_cluster_id=True` writes each clustered doc's cluster id), so
 both are scored as pairs sharing a cluster against the exact-Jaccard labels.

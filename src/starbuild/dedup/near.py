@@ -25,11 +25,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from starbuild.dedup.exact import PRIORITY
-from starbuild.dedup.minhash import MinHashParams, band_keys, jaccard, permutations, shingle_hashes, shingles, signature
+from starbuild.dedup.minhash import (
+    MinHashParams,
+    band_keys,
+    jaccard,
+    permutations,
+    shingle_table,
+    shingles,
+    signature_matrix,
+)
 
 BANDS_SCHEMA = pa.schema([("doc", pa.string()), ("grp", pa.string()), ("band", pa.int16()), ("key", pa.int64())])
 
@@ -84,23 +93,23 @@ class BandTask:
 
 def write_band_keys(task: BandTask) -> int:
     """Sign the task's rows and write their band keys to `task.out`; return how many files had a signature."""
-    texts = pq.read_table(task.shard, columns=["content"]).column("content").take(pa.array(task.rows)).to_pylist()
+    texts = pq.read_table(task.shard, columns=["content"]).column("content").take(pa.array(task.rows))
     a, b = permutations(task.params.num_perm, task.params.seed)
     bands, rows = task.params.bands_rows()
-    docs, groups, band_ids, keys = [], [], [], []
-    signed = 0
-    for doc, group, text in zip(task.docs, task.groups, texts, strict=True):
-        sig = signature(shingle_hashes(text or "", task.params.ngram, task.params.min_tokens), a, b)
-        if sig.size == 0:  # fewer than min_tokens tokens: never a near-duplicate
-            continue
-        signed += 1
-        docs += [doc] * bands
-        groups += [group] * bands
-        band_ids += range(bands)
-        keys += band_keys(sig, bands, rows).tolist()
-    table = pa.table([docs, groups, pa.array(band_ids, pa.int16()), pa.array(keys, pa.int64())], schema=BANDS_SCHEMA)
+    # The whole task is one batch: one pass of Arrow and numpy kernels, not a loop over files.
+    owners, hashes = shingle_table(texts, task.params.ngram, task.params.min_tokens)
+    matrix = signature_matrix(owners, hashes, len(task.rows), a, b)
+    # A file with fewer than min_tokens tokens has no shingle, so no signature: never a near-duplicate.
+    signed = np.flatnonzero(np.bincount(owners, minlength=len(task.rows)))
+    keys = [key for index in signed for key in band_keys(matrix[index], bands, rows).tolist()]
+    table = pa.table([
+        pa.array(np.repeat(np.asarray(task.docs, dtype=object)[signed], bands), pa.string()),
+        pa.array(np.repeat(np.asarray(task.groups, dtype=object)[signed], bands), pa.string()),
+        pa.array(np.tile(np.arange(bands, dtype=np.int16), signed.size), pa.int16()),
+        pa.array(keys, pa.int64()),
+    ], schema=BANDS_SCHEMA)
     pq.write_table(table, task.out)
-    return signed
+    return int(signed.size)
 
 
 def band_tasks(con: duckdb.DuckDBPyConnection, shards: list[Path], work: Path, params: MinHashParams,

@@ -15,6 +15,11 @@ from starbuild.executors import Executor, TaskFailed, task_labels
 T = TypeVar("T")
 R = TypeVar("R")
 
+# Imported once by the forkserver, so every worker starts with them loaded instead of importing them
+# again (measured ~0.2 s of CPU per worker). Only modules that start no runtime threads at import:
+# never go-enry (a Go runtime), torch or tokenizers.
+FORKSERVER_PRELOAD = ["numpy", "pyarrow", "pyarrow.compute", "pyarrow.parquet", "xxhash"]
+
 
 @dataclass(frozen=True)
 class LocalExecutor(Executor):
@@ -42,6 +47,7 @@ class LocalExecutor(Executor):
         # Not fork: the parent may hold threaded runtimes (go-enry's Go runtime, torch, tokenizers) that a
         # forked child inherits half-alive and can deadlock in. The forkserver starts workers clean.
         context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(FORKSERVER_PRELOAD)
         with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), mp_context=context) as pool:
             futures = [pool.submit(fn, task) for task in tasks]
             try:
