@@ -1,49 +1,55 @@
 """MinHash signatures and LSH band keys for near-dedup, as The Stack v2 ran it (spec §3.2).
 
-A document is lowercased and split on non-word characters (anything but letters, numbers and `_`),
-empty tokens dropped; its shingles are runs of `ngram` consecutive tokens. Permutation i maps a
-shingle hash h to `((a_i * h + b_i) mod 2^64) >> 32`, and the signature keeps the minimum over the
-shingles. LSH splits the signature into `bands` bands of `rows` values, chosen like datasketch's
-`_optimal_param`; two documents are candidates when they share a band key in the same band.
+A document is lowercased and split on non-word characters (Python's `\\W`: anything but letters,
+numbers and `_`), empty tokens dropped; its shingles are runs of `ngram` consecutive tokens.
+Permutation i maps a shingle hash h to `((a_i * h + b_i) mod 2^64) >> 32`, and the signature keeps
+the minimum over the shingles. LSH splits the signature into `bands` bands of `rows` values, chosen
+like datasketch's `_optimal_param`; two documents are candidates when they share a band key in the
+same band.
 
 Where this departs from BigCode (whose signatures it does not reproduce bit for bit, only in
 distribution), for speed, measured in bench/bench_dedup.py:
-- a shingle's 32-bit hash combines its tokens' xxh64 hashes (each distinct token of a batch is
-  hashed once) instead of an xxh32 of the space-joined shingle;
+- a shingle's 32-bit hash combines its tokens' 64-bit hashes (FNV-1a with murmur3's finaliser),
+  computed while the text is scanned, instead of an xxh32 of the space-joined shingle;
 - the permutations are Dietzfelbinger's multiply-add-shift, a 2-independent family like BigCode's
   `(a*h + b) mod (2^32 - 5)`: the shift commutes with the minimum, so a signature costs one multiply,
-  one add and one minimum per shingle and permutation, and no division;
-- everything runs over a whole batch of documents at once (Arrow kernels for lowercasing and
-  splitting, numpy for the rest), not one document at a time.
-The permutations are drawn from numpy's PCG64 seeded with `seed`.
+  one add and one comparison per shingle and permutation, and no division;
+- a whole batch of documents is scanned, shingled and signed by two compiled loops (numba), after
+  Arrow lowercases it.
+The permutations are drawn from numpy's PCG64 seeded with `seed`. Everything is integer arithmetic,
+so the output is the same on every machine.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-# Shingles per block in `signature_matrix`: 512 x 250 uint64 is 1 MB, so the multiply, add and
-# minimum passes stay in cache (4096 rows measured ~1.7x slower on this machine).
-BLOCK = 512
 # Points per integration interval in `bands_rows`; the error is ~1e-7, far below the gap between
 # the best (b, r) and the runner-up.
 GRID = 4097
 
-# RE2 (Arrow's regex engine): a run of anything that is not a letter, a number or `_`, i.e. Python's
-# `\W+` for str patterns.
-_SEPARATOR = r"[^\pL\pN_]+"
+# Word characters, as Python's `re` defines `\w` for str patterns.
+_WORD = re.compile(r"\w+")
 # Odd 64-bit multipliers of a shingle's token hashes, one per position (from PCG64(0)): the combined
 # hash depends on the order of the tokens, not only on which tokens they are.
 _POSITION_SEED = 0
 _HIGH = np.uint64(32)
 _NO_MINIMUM = np.uint64(np.iinfo(np.uint64).max)
+# FNV-1a 64 and murmur3's fmix64 constants, typed so numba keeps every step in uint64.
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_MIX_1 = np.uint64(0xFF51AFD7ED558CCD)
+_MIX_2 = np.uint64(0xC4CEB9FE1A85EC53)
+_SHIFT = np.uint64(33)
 
 
 @dataclass(frozen=True)
@@ -118,18 +124,14 @@ def _as_arrow(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> pa.Ar
         return pa.array([t if t is None else t.encode("utf-8", "replace").decode("utf-8") for t in texts], pa.string())
 
 
-def token_table(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
-    """Every token of every text in order (lowercased, split on non-word runs), and the text index of each."""
-    lists = pc.split_pattern_regex(pc.utf8_lower(_as_arrow(texts)), _SEPARATOR)
-    flat, parents = pc.list_flatten(lists), pc.list_parent_indices(lists)
-    # A text that starts or ends with a separator splits into an empty first or last token.
-    nonempty = pc.greater(pc.binary_length(flat), 0)
-    return flat.filter(nonempty), parents.filter(nonempty).to_numpy().astype(np.int64)
+def _lowercased(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The texts lowercased by Arrow (Unicode case mapping), a null as an empty text."""
+    return pc.utf8_lower(pc.fill_null(_as_arrow(texts), ""))
 
 
 def tokens(text: str) -> list[str]:
     """The lowercased text split on non-word characters, empty tokens dropped."""
-    return token_table([text])[0].to_pylist()
+    return _WORD.findall(_lowercased([text])[0].as_py())
 
 
 def shingles(text: str, ngram: int, min_tokens: int) -> set[str]:
@@ -143,6 +145,17 @@ def shingles(text: str, ngram: int, min_tokens: int) -> set[str]:
     return set(map(" ".join, zip(*(words[i:] for i in range(ngram)), strict=False)))
 
 
+@functools.lru_cache(maxsize=1)
+def word_code_points() -> np.ndarray:
+    """bool per Unicode code point: whether Python's `\\w` matches it (surrogates: no)."""
+    points = np.arange(0x110000, dtype=np.uint32)
+    points[0xD800:0xE000] = ord(" ")
+    text = points.tobytes().decode("utf-32-le")
+    # Every word character becomes U+0001, which is not one: the changed code points are the word characters.
+    marked = np.frombuffer(_WORD.sub(lambda m: "\x01" * len(m.group()), text).encode("utf-32-le"), dtype=np.uint32)
+    return marked != points
+
+
 @functools.lru_cache(maxsize=8)
 def _position_multipliers(ngram: int) -> np.ndarray:
     """One odd uint64 multiplier per shingle position."""
@@ -150,14 +163,89 @@ def _position_multipliers(ngram: int) -> np.ndarray:
     return rng.integers(0, np.iinfo(np.uint64).max, size=ngram, dtype=np.uint64, endpoint=True) | np.uint64(1)
 
 
-def _token_hashes(flat: pa.Array) -> np.ndarray:
-    """xxh64 (seed 0) of every token's UTF-8 bytes, each distinct token hashed once."""
-    encoded = pc.dictionary_encode(flat)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
-    distinct = encoded.dictionary.to_pylist()
-    hashes = np.fromiter(map(xxhash.xxh64_intdigest, distinct), dtype=np.uint64, count=len(distinct))
-    return hashes[encoded.indices.to_numpy()]
+@numba.njit(cache=True, nogil=True)
+def _finish_token(state: np.uint64) -> np.uint64:
+    """murmur3's fmix64 of a token's FNV-1a state: every input bit reaches every output bit."""
+    state ^= state >> _SHIFT
+    state *= _MIX_1
+    state ^= state >> _SHIFT
+    state *= _MIX_2
+    state ^= state >> _SHIFT
+    return state
+
+
+@numba.njit(cache=True, nogil=True)
+def _shingle_scan(data: np.ndarray, offsets: np.ndarray, words: np.ndarray, ngram: int, min_tokens: int,
+                  multipliers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(text index, 64-bit shingle hash) of every shingle of every UTF-8 text data[offsets[t]:offsets[t+1]]."""
+    total = offsets[-1] - offsets[0]
+    # Tokens are separated, so a text of n bytes has at most (n + 1) // 2 tokens, and as many shingles.
+    capacity = total // 2 + offsets.size
+    owners = np.empty(capacity, dtype=np.int64)
+    hashes = np.empty(capacity, dtype=np.uint64)
+    ring = np.zeros(max(ngram, 1), dtype=np.uint64)
+    out = 0
+    for text in range(offsets.size - 1):
+        first_out, count, in_token, state = out, 0, False, _FNV_OFFSET
+        i, end = offsets[text], offsets[text + 1]
+        while i <= end:
+            width, is_word = 1, False
+            if i < end:
+                byte = data[i]
+                if byte < 0x80:
+                    point = np.int64(byte)
+                elif byte >= 0xF0 and i + 3 < end:
+                    width = 4
+                    point = ((np.int64(byte) & 7) << 18) | ((np.int64(data[i + 1]) & 63) << 12) \
+                        | ((np.int64(data[i + 2]) & 63) << 6) | (np.int64(data[i + 3]) & 63)
+                elif byte >= 0xE0 and i + 2 < end:
+                    width = 3
+                    point = ((np.int64(byte) & 15) << 12) | ((np.int64(data[i + 1]) & 63) << 6) \
+                        | (np.int64(data[i + 2]) & 63)
+                elif byte >= 0xC0 and i + 1 < end:
+                    width = 2
+                    point = ((np.int64(byte) & 31) << 6) | (np.int64(data[i + 1]) & 63)
+                else:  # a stray byte: never part of a word
+                    point = np.int64(0)
+                is_word = words[point]
+            if is_word:
+                if not in_token:
+                    in_token, state = True, _FNV_OFFSET
+                for k in range(width):
+                    state = (state ^ np.uint64(data[i + k])) * _FNV_PRIME
+            elif in_token:
+                in_token = False
+                ring[count % ngram] = _finish_token(state)
+                count += 1
+                if count >= ngram:
+                    combined = np.uint64(0)
+                    for j in range(ngram):
+                        combined += ring[(count - ngram + j) % ngram] * multipliers[j]
+                    owners[out] = text
+                    hashes[out] = combined
+                    out += 1
+            i += width
+        if count < min_tokens:
+            out = first_out
+        elif count < ngram:
+            # BigCode's ngrams(): at least min_tokens but fewer than ngram tokens make one shingle of them all.
+            combined = np.uint64(0)
+            for j in range(count):
+                combined += ring[j] * multipliers[j]
+            owners[out] = text
+            hashes[out] = combined
+            out += 1
+    return owners[:out], hashes[:out]
+
+
+def _utf8_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes and int64 offsets of an Arrow (large) string array, without copying the bytes."""
+    wide = pa.types.is_large_string(texts.type)
+    _, offsets_buffer, data_buffer = texts.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64 if wide else np.int32)
+    offsets = offsets[texts.offset : texts.offset + len(texts) + 1].astype(np.int64)
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.empty(0, np.uint8)
+    return data, offsets
 
 
 def shingle_table(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray, ngram: int,
@@ -167,27 +255,9 @@ def shingle_table(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray, ngra
     A text with fewer than `min_tokens` tokens has no row; one with at least `min_tokens` but fewer
     than `ngram` has one shingle of all its tokens (BigCode's ngrams()).
     """
-    flat, parents = token_table(texts)
-    hashes = _token_hashes(flat) if len(flat) else np.empty(0, np.uint64)
-    count = len(texts)
-    lengths = np.bincount(parents, minlength=count)
-    multipliers = _position_multipliers(ngram)
-    # Wrapping uint64 arithmetic is the hash: overflow is intended.
-    windows = max(hashes.size - ngram + 1, 0)
-    combined = np.zeros(windows, dtype=np.uint64)
-    for position in range(ngram):
-        combined += hashes[position : position + windows] * multipliers[position]
-    owners = parents[:windows]
-    # A window counts when its last token belongs to the same text as its first, and that text is long enough.
-    valid = (owners == parents[ngram - 1 : ngram - 1 + windows]) & (lengths[owners] >= min_tokens)
-    owners, combined = owners[valid], combined[valid]
-    short = np.flatnonzero((lengths >= min_tokens) & (lengths < ngram))
-    if short.size:
-        starts = np.concatenate(([0], np.cumsum(lengths)))
-        extra = [(hashes[starts[t] : starts[t] + lengths[t]] * multipliers[: lengths[t]]).sum(dtype=np.uint64)
-                 for t in short]
-        owners = np.concatenate((owners, short))
-        combined = np.concatenate((combined, np.array(extra, dtype=np.uint64)))
+    data, offsets = _utf8_buffers(_lowercased(texts))
+    owners, combined = _shingle_scan(data, offsets, word_code_points(), ngram, min_tokens,
+                                     _position_multipliers(ngram))
     keys = _sorted_distinct((owners.astype(np.uint64) << _HIGH) | (combined >> _HIGH))
     return (keys >> _HIGH).astype(np.int64), (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
@@ -212,11 +282,24 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+@numba.njit(cache=True, nogil=True)
+def _minimum_scan(owners: np.ndarray, hashes: np.ndarray, a: np.ndarray, b: np.ndarray,
+                  best: np.ndarray) -> None:
+    """best[owner, i] = min over the owner's shingles h of a[i] * h + b[i] (mod 2^64)."""
+    for row in range(hashes.size):
+        h = np.uint64(hashes[row])
+        minimum = best[owners[row]]
+        for i in range(a.size):
+            value = a[i] * h + b[i]
+            if value < minimum[i]:
+                minimum[i] = value
+
+
 def signature_matrix(owners: np.ndarray, hashes: np.ndarray, count: int, a: np.ndarray,
                      b: np.ndarray) -> np.ndarray:
     """Row t: the signature of text t from the (owner, hash) rows of `shingle_table`, uint32 (count, num_perm).
 
-    A text without shingles gets a row of 0xFFFFFFFF; `owners` must be sorted (shingle_table's are).
+    A text without shingles gets a row of 0xFFFFFFFF.
     """
     hashes = np.asarray(hashes)
     if hashes.dtype != np.uint32 or hashes.ndim != 1:
@@ -224,16 +307,7 @@ def signature_matrix(owners: np.ndarray, hashes: np.ndarray, count: int, a: np.n
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"a and b must be equal-length vectors, got shapes {a.shape} and {b.shape}")
     best = np.full((count, a.size), _NO_MINIMUM, dtype=np.uint64)
-    values = np.empty((min(BLOCK, hashes.size), a.size), dtype=np.uint64)
-    for start in range(0, hashes.size, BLOCK):
-        block_owners = owners[start : start + BLOCK]
-        block = values[: block_owners.size]
-        np.multiply(hashes[start : start + BLOCK, None].astype(np.uint64), a, out=block)
-        block += b
-        # One minimum per text present in the block; a text spanning blocks merges into `best`.
-        firsts = np.flatnonzero(np.diff(block_owners, prepend=-1))
-        present = block_owners[firsts]
-        best[present] = np.minimum(best[present], np.minimum.reduceat(block, firsts, axis=0))
+    _minimum_scan(np.asarray(owners, dtype=np.int64), hashes, a.astype(np.uint64), b.astype(np.uint64), best)
     # The top 32 bits are the permutation's value; the shift commutes with the minimum.
     return (best >> _HIGH).astype(np.uint32)
 

@@ -18,7 +18,7 @@ R = TypeVar("R")
 # Imported once by the forkserver, so every worker starts with them loaded instead of importing them
 # again (measured ~0.2 s of CPU per worker). Only modules that start no runtime threads at import:
 # never go-enry (a Go runtime), torch or tokenizers.
-FORKSERVER_PRELOAD = ["numpy", "pyarrow", "pyarrow.compute", "pyarrow.parquet", "xxhash"]
+FORKSERVER_PRELOAD = ["numpy", "pyarrow", "pyarrow.compute", "pyarrow.parquet", "xxhash", "numba"]
 
 
 @dataclass(frozen=True)
