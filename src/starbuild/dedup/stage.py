@@ -15,7 +15,6 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from starbuild.core import layout, schemas
 from starbuild.core.shards import atomic_output, read_shard, shard_name, write_shard
@@ -75,15 +74,21 @@ def run_dedup(ctx: StageContext) -> None:
         if totals["input_files"] != expected:
             raise RuntimeError(f"dedup saw {totals['input_files']} rows of {expected}; shard paths mismatch")
         with atomic_output(ctx.output(layout.DEDUP)) as tmp:
-            for index, shard in enumerate(tqdm(shards, desc="dedup", unit="shard")):
-                keep = pa.array(exact.kept_rows(con, index), pa.int64())
-                write_shard(read_shard(shard).take(keep), tmp / shard.name)
+            tasks = [(shard, exact.kept_rows(con, index), tmp / shard.name) for index, shard in enumerate(shards)]
+            make_executor(ctx.cfg.executor).map(write_kept_rows, tasks, desc="dedup",
+                                                labels=[shard.name for shard in shards])
         with atomic_output(ctx.output(layout.DEDUP_CLUSTERS)) as tmp:
             write_shard(cluster_table(con, cfg), tmp / shard_name(0))
         metrics = {**totals, **cluster_counts(con, cfg), "near": near_metrics}
     log.info("kept %d of %d files -> %s (why each went: %s)", metrics["kept_files"], metrics["input_files"],
              ctx.output(layout.DEDUP), ctx.output(layout.DEDUP_CLUSTERS))
     ctx.write_metrics(metrics)
+
+
+def write_kept_rows(task: tuple[Path, list[int], Path]) -> None:
+    """Write rows `rows` (ascending) of shard `src` to `dst`: one executor task."""
+    src, rows, dst = task
+    write_shard(read_shard(src).take(pa.array(rows, pa.int64())), dst)
 
 
 def near_dedup(ctx: StageContext, con: duckdb.DuckDBPyConnection, cfg: DedupConfig, shards: list[Path],
