@@ -13,10 +13,11 @@ Shingling is made identical: datatrove's text normalisation is cut down to lower
 tokenizer replaced by starbuild's split (runs of `\\w`), so both see the same 5-token shingles; both
 hash a shingle to 32 bits (datatrove: xxh32 of the joined shingle, HashConfig(precision=32,
 hash_fc="xxhash"); starbuild: a combination of its tokens' 64-bit FNV-1a/fmix64 hashes). Both use 250
-hashes in 25 bands x 10 rows. What still differs: datatrove's permutations are (a*h + b) mod 2^61-1 drawn from RandomState(seed)
-(its uint64 product wraps), starbuild's ((a*h + b) mod 2^64) >> 32 drawn from PCG64; datatrove compares a
-band's 10 values, starbuild an xxh64 of them; starbuild runs exact dedup first (the corpus has no exact
-copies) and picks survivors by priority, datatrove keeps each cluster's union-find root.
+hashes in 25 bands x 10 rows. What still differs: datatrove's permutations are (a*h + b) mod 2^61-1
+drawn from RandomState(seed) (its uint64 product wraps), starbuild's ((a*h + b) mod 2^64) >> 32 drawn
+from PCG64; datatrove compares a band's 10 values, starbuild an xxh64 of them; starbuild runs exact
+dedup first (the corpus has no exact copies) and picks survivors by priority, datatrove keeps each
+cluster's union-find root.
 
 Quality: both give clusters (datatrove's `save_cluster_id=True` writes each clustered doc's cluster id), so
 both are scored as pairs sharing a cluster against the exact-Jaccard labels.

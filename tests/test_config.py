@@ -62,7 +62,7 @@ def test_every_stage_script_exists_and_is_thin() -> None:
     ("override", "message"),
     [
         ("executor=nosuch", r"unknown value 'nosuch' for config group 'executor'; choose one of: local"),
-        ("model=huge", r"choose one of: micro, small, tiny"),
+        ("model=huge", r"choose one of: 15b, 3b, 7b, micro, small, tiny"),
         ("trainer.no_such_key=1", r"^trainer.no_such_key: Key 'no_such_key' not in 'TrainerConfig' "
                                   r"\(fix the override `trainer.no_such_key=1`\)$"),
         ("train.batch_size=abc", r"^train.batch_size: Value 'abc' of type 'str' could not be converted to Integer"),

@@ -1,8 +1,7 @@
-"""The format stage: repository documents, their seeded file order and the split by repository."""
+"""The format stage: repository documents, their seeded file order, FIM, and the split by repository and bytes."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -12,8 +11,9 @@ from starbuild.core import layout
 from starbuild.core.schemas import CLEAN, DOCS, SchemaMismatch
 from starbuild.core.shards import list_shards, read_shard, write_shard
 from starbuild.core.stage import StageContext, StageError
-from starbuild.format.repo_docs import END_OF_TEXT, FILE_SEP, REPO_NAME
+from starbuild.format.repo_docs import split_key
 from starbuild.format.stage import run_format
+from starbuild.special_tokens import END_OF_TEXT, FILE_SEP, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, REPO_NAME
 from tests.factories import file_bytes, raw_row, raw_table, with_overrides, write_table
 
 
@@ -43,31 +43,51 @@ def read_docs(root: Path) -> dict[str, list[dict]]:
     }
 
 
+def unfim(chunk: str) -> str:
+    """A file chunk as it was before FIM: PSM `<pre>P<suf>S<mid>M` and SPM `<pre><suf>S<mid>PM` are both P+M+S."""
+    if not chunk.startswith(FIM_PREFIX):
+        return chunk
+    prefix, rest = chunk[len(FIM_PREFIX) :].split(FIM_SUFFIX)
+    suffix, middle = rest.split(FIM_MIDDLE)
+    return prefix + middle + suffix
+
+
 def parse(text: str) -> tuple[str | None, list[str | tuple[str, str]]]:
-    """(repo_name or None, files): (path, content) pairs with metadata, contents without."""
+    """(repo_name or None, files): (path, content) pairs with metadata, contents without; FIM undone."""
     assert text.endswith(END_OF_TEXT) and text.count(END_OF_TEXT) == 1
     body = text[: -len(END_OF_TEXT)]
     if body.startswith(REPO_NAME):
         repo, *chunks = body[len(REPO_NAME) :].split(FILE_SEP)
-        return repo, [tuple(chunk.split("\n", 1)) for chunk in chunks]
+        return repo, [tuple(unfim(chunk).split("\n", 1)) for chunk in chunks]
     assert body.startswith(FILE_SEP)
-    return None, body.split(FILE_SEP)[1:]
+    return None, [unfim(chunk) for chunk in body.split(FILE_SEP)[1:]]
 
 
-def test_one_document_per_repo_and_split_by_repo(tmp_path, make_context, smoke_cfg):
+def expected_val(repos: dict[str, list[tuple[str, str]]], seed: int, fraction: float) -> set[str]:
+    """The documented rule: in split-key order, every repository that keeps val within its share of bytes."""
+    sizes = {name: sum(len(text.encode()) for _, text in files) for name, files in repos.items()}
+    budget, used, held = fraction * sum(sizes.values()), 0, set()
+    for name in sorted(sizes, key=lambda n: (split_key(seed, n), n))[:-1]:
+        if used + sizes[name] <= budget:
+            held.add(name)
+            used += sizes[name]
+    return held
+
+
+def test_one_document_per_repo_and_split_by_repo_and_bytes(tmp_path, make_context, smoke_cfg):
     repos = repo_files(40)
     write_clean(tmp_path, repos)
     cfg = with_overrides(smoke_cfg, format={"docs_per_shard": 6})
     run_format(make_context("format", cfg))
 
     docs = read_docs(tmp_path)
-    n_val = max(1, round(cfg.format.val_fraction * len(repos)))
-    ranked = sorted(repos, key=lambda r: hashlib.sha1(f"{cfg.seed}:{r}".encode()).hexdigest())
-    assert {d["repo_name"] for d in docs["val"]} == set(ranked[:n_val])
-    assert {d["repo_name"] for d in docs["train"]} == set(ranked[n_val:])
-    assert [d["repo_name"] for d in docs["train"]] == sorted(ranked[n_val:])
+    held = expected_val(repos, cfg.seed, cfg.format.val_fraction)
+    assert 3 <= len(held) <= 8
+    assert {d["repo_name"] for d in docs["val"]} == held
+    assert {d["repo_name"] for d in docs["train"]} == set(repos) - held
+    assert [d["repo_name"] for d in docs["train"]] == sorted(set(repos) - held)
     train_shards = list_shards(tmp_path / layout.DOCS / "train")
-    assert [read_shard(p).num_rows for p in train_shards] == [6] * 5 + [4]
+    assert [read_shard(p).num_rows for p in train_shards[:-1]] == [6] * (len(train_shards) - 1)
     assert read_shard(train_shards[0]).schema.equals(DOCS)
 
     with_meta = 0
@@ -92,17 +112,94 @@ def test_one_document_per_repo_and_split_by_repo(tmp_path, make_context, smoke_c
     assert shuffled > 5, "files should not stay in path order"
 
     metrics = json.loads((tmp_path / "metrics/format.json").read_text())
+    train_bytes, val_bytes = (sum(d["length_bytes"] for d in docs[split]) for split in ("train", "val"))
+    sizes = {name: sum(len(text.encode()) for _, text in files) for name, files in repos.items()}
+    fim = metrics.pop("fim_files"), metrics.pop("fim_docs")
     assert metrics == {
         "repos": 40,
-        "train_repos": 40 - n_val,
-        "val_repos": n_val,
-        "train_docs": 40 - n_val,
-        "val_docs": n_val,
-        "train_bytes": sum(d["length_bytes"] for d in docs["train"]),
-        "val_bytes": sum(d["length_bytes"] for d in docs["val"]),
+        "train_repos": 40 - len(held),
+        "val_repos": len(held),
+        "train_docs": 40 - len(held),
+        "val_docs": len(held),
+        "train_bytes": train_bytes,
+        "val_bytes": val_bytes,
+        "val_byte_share": round(sum(sizes[name] for name in held) / sum(sizes.values()), 4),
         "files": sum(map(len, repos.values())),
+        "repos_split": 0,
         "dropped": {"missing_repo_name": 0},
     }
+    layouts = [chunk for split in docs.values() for d in split for chunk in d["text"].split(FILE_SEP)
+               if chunk.startswith(FIM_PREFIX)]
+    assert fim[0]["psm"] + fim[0]["spm"] == len(layouts)
+    assert fim[0]["spm"] <= sum(c.startswith(FIM_PREFIX + FIM_SUFFIX) for c in layouts)
+    assert fim[1] == sum(FIM_PREFIX in d["text"] for split in docs.values() for d in split)
+
+
+def test_two_large_repositories_cannot_make_val_larger_than_train(tmp_path, make_context, smoke_cfg):
+    # The case seen on ten real repositories: the first two by split key are by far the largest.
+    names = [f"real/repo{i}" for i in range(10)]
+    ranked = sorted(names, key=lambda n: (split_key(smoke_cfg.seed, n), n))
+    repos = {name: [(f"f{f}.py", f"x = {f}  # {name}\n" * (400 if name in ranked[:2] else 20)) for f in range(3)]
+             for name in names}
+    write_clean(tmp_path, repos)
+    run_format(make_context("format"))
+    metrics = json.loads((tmp_path / "metrics/format.json").read_text())
+    assert 0 < metrics["val_byte_share"] <= smoke_cfg.format.val_fraction
+    assert not {d["repo_name"] for d in read_docs(tmp_path)["val"]} & set(ranked[:2])
+    assert metrics["val_bytes"] < metrics["train_bytes"]
+
+
+def test_fim_layouts_keep_every_character_and_never_touch_the_repo_name(tmp_path, make_context, smoke_cfg):
+    repos = repo_files(30)
+    write_clean(tmp_path, repos)
+    for spm_rate, marker in ((0.0, "psm"), (1.0, "spm")):
+        fim = {"rate": 1.0, "file_rate": 1.0, "spm_rate": spm_rate}
+        run_format(make_context("format", with_overrides(smoke_cfg, format={"fim": fim, "metadata_probability": 1.0})))
+        for doc in (d for split in read_docs(tmp_path).values() for d in split):
+            header, *chunks = doc["text"][: -len(END_OF_TEXT)].split(FILE_SEP)
+            assert header == REPO_NAME + doc["repo_name"]
+            assert all(chunk.startswith(FIM_PREFIX) for chunk in chunks)
+            # SPM always opens with both tokens; PSM only when the prefix is empty (a cut at 0).
+            spm_like = sum(chunk.startswith(FIM_PREFIX + FIM_SUFFIX) for chunk in chunks)
+            assert spm_like == len(chunks) if marker == "spm" else spm_like < len(chunks) or len(chunks) == 1
+            assert sorted(tuple(unfim(c).split("\n", 1)) for c in chunks) == sorted(repos[doc["repo_name"]])
+        metrics = json.loads((tmp_path / "metrics/format.json").read_text())
+        assert metrics["fim_files"][marker] == metrics["files"] and metrics["fim_docs"] == 30
+
+
+def test_fim_rates_as_starcoder2(tmp_path, make_context, smoke_cfg):
+    repos = repo_files(300)
+    write_clean(tmp_path, repos, per_shard=100)
+    run_format(make_context("format"))
+    metrics = json.loads((tmp_path / "metrics/format.json").read_text())
+    # Half the documents are candidates, half of a candidate's files are transformed, half of those SPM.
+    assert 0.4 < metrics["fim_docs"] / 300 < 0.6
+    candidate_files = metrics["files"] / 2
+    transformed = metrics["fim_files"]["psm"] + metrics["fim_files"]["spm"]
+    assert 0.35 < transformed / candidate_files < 0.65
+    assert 0.35 < metrics["fim_files"]["spm"] / transformed < 0.65
+    run_format(make_context("format", with_overrides(smoke_cfg, format={"fim": {"rate": 0.0}})))
+    assert not any(FIM_PREFIX in d["text"] for split in read_docs(tmp_path).values() for d in split)
+
+
+def test_a_large_repository_becomes_several_documents_at_file_boundaries(tmp_path, make_context, smoke_cfg):
+    big = {"big/repo": [(f"m{f}.py", f"value_{f} = {f}\n" * 30) for f in range(10)],
+           "small/repo": [("a.py", "print('a')\n")], "other/repo": [("b.py", "print('b')\n")]}
+    big["big/repo"].append(("huge.py", "z = 0\n" * 400))
+    write_clean(tmp_path, big)
+    cfg = with_overrides(smoke_cfg, format={"max_doc_bytes": 1000, "metadata_probability": 1.0, "fim": {"rate": 0.0}})
+    run_format(make_context("format", cfg))
+    docs = [d for split in read_docs(tmp_path).values() for d in split if d["repo_name"] == "big/repo"]
+    assert len(docs) > 3 and sum(d["n_files"] for d in docs) == 11
+    files = []
+    for doc in docs:
+        repo, parsed = parse(doc["text"])
+        assert repo == "big/repo"
+        files += parsed
+        chunk_bytes = sum(len(f"{path}\n{content}".encode()) for path, content in parsed)
+        assert chunk_bytes <= 1000 or doc["n_files"] == 1
+    assert sorted(files) == sorted(big["big/repo"])
+    assert json.loads((tmp_path / "metrics/format.json").read_text())["repos_split"] == 1
 
 
 def test_document_does_not_depend_on_other_repos(tmp_path, smoke_cfg):
@@ -122,7 +219,8 @@ def test_document_does_not_depend_on_other_repos(tmp_path, smoke_cfg):
 @pytest.mark.parametrize("probability", [0.0, 1.0])
 def test_metadata_probability_extremes(tmp_path, make_context, smoke_cfg, probability):
     write_clean(tmp_path, repo_files(10))
-    run_format(make_context("format", with_overrides(smoke_cfg, format={"metadata_probability": probability})))
+    cfg = with_overrides(smoke_cfg, format={"metadata_probability": probability, "fim": {"rate": 0.0}})
+    run_format(make_context("format", cfg))
     docs = [d for split in read_docs(tmp_path).values() for d in split]
     starts = {d["text"].startswith(REPO_NAME) for d in docs}
     assert starts == {probability == 1.0}

@@ -9,7 +9,7 @@ import torch
 from transformers import Starcoder2ForCausalLM
 
 from starbuild.model.checkpoint import load_checkpoint, save_checkpoint
-from starbuild.model.hf import SpecialIds, to_hf_config
+from starbuild.model.hf import SpecialIds, from_hf_model, load_hf, to_hf_config
 from starbuild.model.starcoder2 import ModelConfig, StarCoder2
 
 IDS = SpecialIds(eos=0, pad=4)
@@ -115,3 +115,88 @@ def test_checkpoint_round_trip_is_exact_and_deterministic(tmp_path: Path, tied: 
     assert (loaded.lm_head.weight is loaded.model.embed_tokens.weight) == tied
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+# --- sliding window, dropouts, presets, conversion both ways ---------------------------------------
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("overrides", [
+    {"sliding_window": 8},
+    {"sliding_window": 8, "use_bias": False, "rope_theta": 123456.0, "tie_word_embeddings": False},
+    {"sliding_window": 64, "use_bias": False},
+])
+def test_sliding_window_and_fields_match_transformers(attn: str, overrides: dict) -> None:
+    # Trained-like (non-default) weights, a window shorter than the sequence, no biases, another theta:
+    # a field dropped in conversion cannot hide behind a default.
+    model = randomized(StarCoder2(tiny_config(**overrides)), seed=5)
+    hf_model = hf_twin(model)
+    hf_model.set_attn_implementation(attn)
+    assert hf_model.config.sliding_window == overrides["sliding_window"]
+    assert hf_model.config.rope_parameters["rope_theta"] == model.config.rope_theta
+    input_ids = torch.randint(0, 97, (2, 40), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids), hf_model(input_ids=input_ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_the_window_limits_what_a_position_sees() -> None:
+    model = randomized(StarCoder2(tiny_config(sliding_window=4)), seed=7)
+    ids = torch.randint(0, 97, (1, 20), generator=torch.Generator().manual_seed(8))
+    changed = ids.clone()
+    changed[0, 5] = (ids[0, 5] + 1) % 97
+    with torch.no_grad():
+        before, after = model(ids), model(changed)
+    differs = (before - after).abs().amax(dim=-1)[0] > 1e-6
+    # Position 5 reaches positions 5..8 directly, and later ones only through the layers below (2 layers: up to 11).
+    assert not differs[:5].any()
+    assert differs[5:9].all()
+    assert not differs[12:].any()
+
+
+def test_dropouts_act_only_while_training() -> None:
+    config = tiny_config(attention_dropout=0.3, residual_dropout=0.3, embedding_dropout=0.3)
+    model = randomized(StarCoder2(config), seed=9)
+    ids = torch.randint(0, 97, (2, 16), generator=torch.Generator().manual_seed(10))
+    with torch.no_grad():
+        model.eval()
+        assert torch.equal(model(ids), model(ids))
+        model.train()
+        assert not torch.equal(model(ids), model(ids))
+    # At p = 0 training draws no random numbers, so the generator's state is untouched.
+    plain = randomized(StarCoder2(tiny_config()), seed=9).train()
+    state = torch.get_rng_state()
+    with torch.no_grad():
+        plain(ids)
+    assert torch.equal(torch.get_rng_state(), state)
+    with pytest.raises(ValueError, match="residual_dropout"):
+        tiny_config(residual_dropout=1.0)
+    with pytest.raises(ValueError, match="sliding_window"):
+        tiny_config(sliding_window=0)
+
+
+@pytest.mark.parametrize(("preset", "billions"), [("3b", 3.030), ("7b", 7.174), ("15b", 15.958)])
+def test_presets_have_the_released_parameter_counts(preset: str, billions: float) -> None:
+    from omegaconf import OmegaConf
+
+    from starbuild.core.config import compose
+    from tests.conftest import REPO_ROOT
+
+    cfg = compose([f"experiment=starcoder2_{preset}"], conf_dir=REPO_ROOT / "conf")
+    config = ModelConfig.from_mapping(OmegaConf.to_container(cfg.model))
+    assert (config.vocab_size, config.sliding_window, config.max_position_embeddings) == (49152, 4096, 16384)
+    with torch.device("meta"):
+        model = StarCoder2(config)
+    assert round(model.num_parameters() / 1e9, 3) == billions
+
+
+def test_weights_convert_both_ways(tmp_path: Path) -> None:
+    model = randomized(StarCoder2(tiny_config(sliding_window=8, use_bias=False, rope_theta=5e5,
+                                              tie_word_embeddings=False)), seed=11)
+    hf_model = hf_twin(model)
+    hf_model.save_pretrained(tmp_path / "hf")
+    for back in (from_hf_model(hf_model), load_hf(tmp_path / "hf")):
+        assert back.config == model.config
+        for (name, ours), (_, theirs) in zip(model.state_dict().items(), back.state_dict().items(), strict=True):
+            assert torch.equal(ours, theirs), name
+    with pytest.raises(ValueError, match="not a Hugging Face model directory"):
+        load_hf(tmp_path)

@@ -160,3 +160,35 @@ def test_lr_warms_up_then_decays_to_min_lr() -> None:
     assert rates[:5] == sorted(rates[:5]) and rates[4] == pytest.approx(1.0)
     assert rates[4:] == sorted(rates[4:], reverse=True)
     assert rates[20] == pytest.approx(0.1)
+
+
+def test_continued_pretraining_starts_from_a_hf_directory(tmp_path: Path, smoke_cfg: DictConfig) -> None:
+    from transformers import Starcoder2ForCausalLM
+
+    from starbuild.model.hf import SpecialIds, to_hf_config
+    from starbuild.model.starcoder2 import StarCoder2
+
+    config = ModelConfig.from_mapping(OmegaConf.to_container(smoke_cfg.model))
+    torch.manual_seed(123)
+    pretrained = StarCoder2(config)
+    hf_model = Starcoder2ForCausalLM(to_hf_config(config, SpecialIds(eos=0, pad=4)))
+    hf_model.load_state_dict(pretrained.state_dict())
+    hf_model.save_pretrained(tmp_path / "pretrained")
+    write_tokens(tmp_path / "run", smoke_cfg.tokenizer.pack.seq_length)
+    # One AdamW step moves a weight by about lr at most: the result shows where training started.
+    lr = 1e-4
+    cfg = OmegaConf.merge(smoke_cfg, {"model": {"init_from": str(tmp_path / "pretrained")},
+                                      "optim": {"lr": lr, "min_lr": 0.0}, "trainer": {"max_steps": 1}})
+    run_train(context(tmp_path / "run", cfg))
+    trained = load_checkpoint(tmp_path / "run" / layout.CHECKPOINTS)
+    for (name, ours), (_, theirs) in zip(trained.state_dict().items(), pretrained.state_dict().items(), strict=True):
+        assert (ours - theirs).abs().max() <= 2 * lr, name
+    assert any((ours - theirs).abs().max() > 0.05 for ours, theirs in zip(
+        trained.state_dict().values(), StarCoder2(config).state_dict().values(), strict=True))
+
+    wider = OmegaConf.merge(cfg, {"model": {"hidden_size": 64}})
+    with pytest.raises(StageError, match=r"has another shape \(hidden_size: 64 vs 32.*pick the model preset"):
+        run_train(context(tmp_path / "run", wider))
+    missing = OmegaConf.merge(cfg, {"model": {"init_from": "models/nowhere"}})
+    with pytest.raises(StageError, match=r"model.init_from=models/nowhere: .*not a Hugging Face model directory"):
+        run_train(context(tmp_path / "run", missing))

@@ -1,10 +1,11 @@
-"""The `format` stage: one document per repository, split into train and val by repository."""
+"""The `format` stage: repository documents with FIM, split into train and val by repository and bytes."""
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +15,25 @@ from tqdm import tqdm
 from starbuild.core import layout, schemas
 from starbuild.core.shards import atomic_output, read_shard, shard_name, write_shard
 from starbuild.core.stage import StageContext, StageError
-from starbuild.format.repo_docs import render_document, repo_rng, val_repos
+from starbuild.format.fim import PSM, SPM, FimConfig
+from starbuild.format.repo_docs import render_documents, repo_rng, val_repos
 
 log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
+@dataclass
 class FormatConfig:
-    """The `format` config section."""
+    """The `format` config section (not frozen: Hydra merges conf/format/ into it)."""
 
-    # Chance that a document carries `<repo_name>` and file paths (StarCoder2 §5.1).
+    # Chance that a repository's documents carry `<repo_name>` and file paths (StarCoder2 §5.1).
     metadata_probability: float
-    # Share of repositories held out for validation.
+    # Share of the bytes held out for validation, by whole repositories.
     val_fraction: float
     # Documents per output shard of each split.
     docs_per_shard: int
+    # A repository larger than this (UTF-8 bytes of its files) becomes several documents, cut between files.
+    max_doc_bytes: int = 1_000_000
+    # File-level fill-in-the-middle (StarCoder2 §5.1, spec §6.2).
+    fim: FimConfig = field(default_factory=FimConfig)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.metadata_probability <= 1.0:
@@ -36,31 +42,34 @@ class FormatConfig:
             raise ValueError(f"val_fraction must be within [0, 1), got {self.val_fraction}")
         if self.docs_per_shard < 1:
             raise ValueError(f"docs_per_shard must be at least 1, got {self.docs_per_shard}")
+        if self.max_doc_bytes < 1:
+            raise ValueError(f"max_doc_bytes must be at least 1, got {self.max_doc_bytes}")
 
 
-def repo_order(shards: list[Path]) -> tuple[list[str], int]:
-    """Repository names in table order and the number of rows without one.
+def repo_sizes(shards: list[Path]) -> tuple[dict[str, int], int]:
+    """Bytes per repository (its files' `length_bytes`) in table order, and the number of rows without a name.
 
     Raise StageError when a repository's rows are not contiguous: documents are built one
     repository at a time, which relies on the table being sorted by (repo_name, path).
     """
-    names: list[str] = []
-    seen: set[str] = set()
+    sizes: dict[str, int] = {}
+    last: str | None = None
     missing = 0
     for shard in shards:
-        for name in read_shard(shard, columns=["repo_name"]).column("repo_name").to_pylist():
+        table = read_shard(shard, columns=["repo_name", "length_bytes"])
+        for name, size in zip(table.column("repo_name").to_pylist(), table.column("length_bytes").to_pylist(),
+                              strict=True):
             if name is None:
                 missing += 1
-            elif not names or name != names[-1]:
-                if name in seen:
-                    raise StageError(
-                        f"rows of repository '{name}' are not contiguous in {layout.CLEAN} "
-                        f"(again in {shard.name}); rebuild it sorted by (repo_name, path) with "
-                        "`dvc repro pull`"
-                    )
-                seen.add(name)
-                names.append(name)
-    return names, missing
+                continue
+            if name != last and name in sizes:
+                raise StageError(
+                    f"rows of repository '{name}' are not contiguous in {layout.CLEAN} "
+                    f"(again in {shard.name}); rebuild it sorted by (repo_name, path) with `dvc repro pull`"
+                )
+            sizes[name] = sizes.get(name, 0) + (size or 0)
+            last = name
+    return sizes, missing
 
 
 def iter_repos(shards: list[Path]) -> Iterator[tuple[str, list[tuple[str, str]]]]:
@@ -119,37 +128,51 @@ class SplitWriter:
 
 
 def run_format(ctx: StageContext) -> None:
-    """Write data/docs/{train,val}/: one document per repository of data/clean/."""
+    """Write data/docs/{train,val}/: the documents of every repository of data/clean/."""
     params = ctx.section("format", FormatConfig)
     seed = int(ctx.cfg.seed)
     shards = ctx.input_shards(layout.CLEAN, schemas.CLEAN)
-    names, missing = repo_order(shards)
-    if not names:
+    sizes, missing = repo_sizes(shards)
+    if not sizes:
         raise StageError(f"{layout.CLEAN} holds no files; check the sources and filters upstream")
-    held_out = val_repos(names, seed, params.val_fraction)
-    log.info("formatting %d repositories (%d val) from %d shards", len(names), len(held_out), len(shards))
+    held_out = val_repos(sizes, seed, params.val_fraction)
+    log.info("formatting %d repositories (%d val, %d of %d bytes) from %d shards", len(sizes), len(held_out),
+             sum(sizes[name] for name in held_out), sum(sizes.values()), len(shards))
 
-    files = 0
+    files, split_repos, fim_docs = 0, 0, 0
+    layouts: Counter[str] = Counter({PSM: 0, SPM: 0})
     with atomic_output(ctx.output(layout.DOCS)) as tmp:
         writers = {split: SplitWriter(tmp / split, split, params.docs_per_shard) for split in layout.SPLITS}
-        for repo_name, repo_files in tqdm(iter_repos(shards), total=len(names), desc="format", unit="repo"):
-            text = render_document(repo_name, repo_files, repo_rng(seed, repo_name), params.metadata_probability)
-            writers[layout.VAL if repo_name in held_out else layout.TRAIN].add(repo_name, len(repo_files), text)
+        for repo_name, repo_files in tqdm(iter_repos(shards), total=len(sizes), desc="format", unit="repo"):
+            documents = render_documents(repo_name, repo_files, repo_rng(seed, repo_name),
+                                         params.metadata_probability, params.fim, params.max_doc_bytes)
+            writer = writers[layout.VAL if repo_name in held_out else layout.TRAIN]
+            for document in documents:
+                writer.add(repo_name, document.n_files, document.text)
+                layouts.update(document.fim_layouts)
+                fim_docs += bool(document.fim_layouts)
             files += len(repo_files)
+            split_repos += len(documents) > 1
         for writer in writers.values():
             writer.close()
 
     train, val = writers[layout.TRAIN], writers[layout.VAL]
     metrics = {
-        "repos": len(names),
-        "train_repos": train.docs,
-        "val_repos": val.docs,
+        "repos": len(sizes),
+        "train_repos": len(sizes) - len(held_out),
+        "val_repos": len(held_out),
         "train_docs": train.docs,
         "val_docs": val.docs,
         "train_bytes": train.bytes,
         "val_bytes": val.bytes,
+        # What the split is measured in: the held-out repositories' share of the files' bytes.
+        "val_byte_share": round(sum(sizes[name] for name in held_out) / max(sum(sizes.values()), 1), 4),
         "files": files,
+        "repos_split": split_repos,
+        "fim_docs": fim_docs,
+        "fim_files": dict(layouts),
         "dropped": {"missing_repo_name": missing},
     }
-    log.info("wrote %d train and %d val documents -> %s", train.docs, val.docs, ctx.output(layout.DOCS))
+    log.info("wrote %d train and %d val documents (%d with FIM: %d PSM, %d SPM files) -> %s", train.docs, val.docs,
+             fim_docs, layouts[PSM], layouts[SPM], ctx.output(layout.DOCS))
     ctx.write_metrics(metrics)

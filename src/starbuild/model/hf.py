@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast, Starcoder2Config, Starcoder2ForCausalLM
 
@@ -32,7 +33,7 @@ def special_ids(tokenizer: Tokenizer) -> SpecialIds:
 
 
 def to_hf_config(config: ModelConfig, ids: SpecialIds) -> Starcoder2Config:
-    """The transformers config describing the same network (no dropout, full attention)."""
+    """The transformers config describing the same network."""
     return Starcoder2Config(
         vocab_size=config.vocab_size,
         hidden_size=config.hidden_size,
@@ -45,16 +46,62 @@ def to_hf_config(config: ModelConfig, ids: SpecialIds) -> Starcoder2Config:
         initializer_range=config.initializer_range,
         norm_epsilon=config.norm_epsilon,
         rope_parameters={"rope_type": "default", "rope_theta": float(config.rope_theta)},
-        sliding_window=None,
-        attention_dropout=0.0,
-        residual_dropout=0.0,
-        embedding_dropout=0.0,
+        sliding_window=config.sliding_window,
+        attention_dropout=config.attention_dropout,
+        residual_dropout=config.residual_dropout,
+        embedding_dropout=config.embedding_dropout,
         use_bias=config.use_bias,
         tie_word_embeddings=config.tie_word_embeddings,
         bos_token_id=ids.eos,
         eos_token_id=ids.eos,
         pad_token_id=ids.pad,
     )
+
+
+def from_hf_config(hf: Starcoder2Config) -> ModelConfig:
+    """Our config of a transformers Starcoder2Config; an architecture this file cannot express fails."""
+    if hf.hidden_act != HIDDEN_ACT:
+        raise ValueError(f"hidden_act {hf.hidden_act!r} is not {HIDDEN_ACT!r}, the only activation StarCoder2 uses")
+    # transformers 5 reads an older config.json's rope_theta into rope_parameters.
+    rope = hf.rope_parameters
+    if rope.get("rope_type", "default") != "default":
+        raise ValueError(f"rope scaling {rope} is not supported; only plain RoPE")
+    return ModelConfig(
+        vocab_size=hf.vocab_size, hidden_size=hf.hidden_size, intermediate_size=hf.intermediate_size,
+        num_hidden_layers=hf.num_hidden_layers, num_attention_heads=hf.num_attention_heads,
+        num_key_value_heads=hf.num_key_value_heads, max_position_embeddings=hf.max_position_embeddings,
+        rope_theta=float(rope["rope_theta"]), norm_epsilon=hf.norm_epsilon, use_bias=hf.use_bias,
+        tie_word_embeddings=hf.tie_word_embeddings, initializer_range=hf.initializer_range,
+        sliding_window=hf.sliding_window, attention_dropout=hf.attention_dropout,
+        residual_dropout=hf.residual_dropout, embedding_dropout=hf.embedding_dropout,
+    )
+
+
+def from_hf_model(hf_model: Starcoder2ForCausalLM) -> StarCoder2:
+    """A StarCoder2 carrying a transformers model's weights (the state dict keys are identical)."""
+    model = StarCoder2(from_hf_config(hf_model.config))
+    model.load_state_dict(hf_model.state_dict(), strict=True)
+    return model
+
+
+def load_hf(directory: Path) -> StarCoder2:
+    """A local Hugging Face StarCoder2 checkpoint directory (config.json + safetensors) as a StarCoder2."""
+    if not (Path(directory) / "config.json").is_file():
+        raise ValueError(f"{directory} is not a Hugging Face model directory (no config.json)")
+    hf_model = Starcoder2ForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    if hf_model.config.model_type != "starcoder2":
+        raise ValueError(f"{directory} holds a {hf_model.config.model_type} model, not starcoder2")
+    return from_hf_model(hf_model)
+
+
+# What may differ between a run's config and the checkpoint it starts from: training choices, not shape.
+NOT_SHAPE = ("attention_dropout", "residual_dropout", "embedding_dropout", "init_from", "initializer_range")
+
+
+def shape_mismatches(ours: ModelConfig, theirs: ModelConfig) -> list[str]:
+    """`field: ours vs theirs` for every shape field on which two configs differ."""
+    return [f"{name}: {getattr(ours, name)} vs {getattr(theirs, name)}" for name in ours.to_dict()
+            if name not in NOT_SHAPE and getattr(ours, name) != getattr(theirs, name)]
 
 
 def to_hf_model(model: StarCoder2, ids: SpecialIds) -> Starcoder2ForCausalLM:

@@ -1,7 +1,10 @@
-"""The StarCoder2 decoder in one file: GQA, RoPE, LayerNorm with bias, GELU-tanh MLP.
+"""The StarCoder2 decoder in one file: GQA, RoPE, sliding-window attention, LayerNorm with bias,
+GELU-tanh MLP, the three dropouts.
 
 Module and parameter names follow transformers' `Starcoder2ForCausalLM`, so a state dict moves
-between the two without renaming (see starbuild.model.hf).
+between the two without renaming (see starbuild.model.hf). Attention runs on flash-attn 2 (with its
+own sliding window) when it is installed and the tensors are half precision on CUDA, else on
+PyTorch's SDPA with an explicit sliding-window mask: the same logits either way.
 """
 
 from __future__ import annotations
@@ -14,6 +17,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+try:  # the `gpu` extra; CUDA only
+    from flash_attn import flash_attn_func
+except ImportError:  # pragma: no cover - depends on the machine
+    flash_attn_func = None
 
 # transformers' name for the MLP's activation (MLP.forward): GELU with the tanh approximation.
 HIDDEN_ACT = "gelu_pytorch_tanh"
@@ -35,6 +43,17 @@ class ModelConfig:
     use_bias: bool = True
     tie_word_embeddings: bool = True
     initializer_range: float = 0.02
+    # Each position attends to itself and the `sliding_window - 1` positions before it (transformers'
+    # rule); None: to every earlier position.
+    sliding_window: int | None = None
+    # Dropout on the attention weights, on each block's two outputs (after o_proj and c_proj), and on
+    # the embeddings, as transformers' Starcoder2; only while training.
+    attention_dropout: float = 0.0
+    residual_dropout: float = 0.0
+    embedding_dropout: float = 0.0
+    # Not a shape: a local Hugging Face StarCoder2 directory whose weights training starts from
+    # (continued pretraining); its shape must be this config's. None: random initialisation.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:
@@ -49,6 +68,11 @@ class ModelConfig:
             )
         if self.head_dim % 2:
             raise ValueError(f"hidden_size / num_attention_heads = {self.head_dim} must be even for RoPE")
+        if self.sliding_window is not None and self.sliding_window < 1:
+            raise ValueError(f"sliding_window must be null or >= 1, got {self.sliding_window}")
+        for name in ("attention_dropout", "residual_dropout", "embedding_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be within [0, 1), got {getattr(self, name)}")
 
     @property
     def head_dim(self) -> int:
@@ -93,14 +117,44 @@ class RotaryEmbedding(nn.Module):
         return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """F.dropout, skipped entirely at p = 0 so it draws no random numbers (training stays bit-identical)."""
+    return F.dropout(x, p=p, training=True) if training and p > 0 else x
+
+
+def sliding_window_mask(seq_len: int, window: int, device: torch.device) -> torch.Tensor:
+    """bool (seq_len, seq_len): query i may attend key j when i - window < j <= i."""
+    positions = torch.arange(seq_len, device=device)
+    distance = positions[:, None] - positions[None, :]
+    return (distance >= 0) & (distance < window)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None, dropout_p: float) -> torch.Tensor:
+    """Causal attention of (batch, heads, seq, head_dim) q over fewer-headed k, v; output in q's layout."""
+    seq_len = q.shape[2]
+    if flash_attn_func is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+        # flash-attn wants (batch, seq, heads, head_dim) and handles GQA and the window itself.
+        out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p=dropout_p,
+                              causal=True, window_size=(window - 1 if window else -1, 0))
+        return out.transpose(1, 2)
+    gqa = k.shape[1] != q.shape[1]
+    if window is None or seq_len <= window:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, enable_gqa=gqa)
+    mask = sliding_window_mask(seq_len, window, q.device)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, enable_gqa=gqa)
+
+
 class Attention(nn.Module):
-    """Causal self-attention with grouped key/value heads."""
+    """Causal self-attention with grouped key/value heads and an optional sliding window."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.n_head = config.num_attention_heads
         self.n_kv_head = config.num_key_value_heads
         self.head_dim = config.head_dim
+        self.window = config.sliding_window
+        self.attention_dropout = config.attention_dropout
+        self.residual_dropout = config.residual_dropout
         bias = config.use_bias
         self.q_proj = nn.Linear(config.hidden_size, self.n_head * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(config.hidden_size, self.n_kv_head * self.head_dim, bias=bias)
@@ -108,15 +162,16 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.n_head * self.head_dim, config.hidden_size, bias=bias)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """Attend over the sequence, each position seeing itself and earlier ones."""
+        """Attend over the sequence, each position seeing itself and earlier ones (within the window)."""
         batch, seq_len, _ = x.shape
         q = self.q_proj(x).view(batch, seq_len, self.n_head, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(batch, seq_len, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(batch, seq_len, self.n_kv_head, self.head_dim).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv_head != self.n_head)
-        return self.o_proj(y.transpose(1, 2).reshape(batch, seq_len, self.n_head * self.head_dim))
+        y = attend(q, k, v, self.window, self.attention_dropout if self.training else 0.0)
+        y = self.o_proj(y.transpose(1, 2).reshape(batch, seq_len, self.n_head * self.head_dim))
+        return dropout(y, self.residual_dropout, self.training)
 
 
 class MLP(nn.Module):
@@ -126,10 +181,11 @@ class MLP(nn.Module):
         super().__init__()
         self.c_fc = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.use_bias)
         self.c_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.use_bias)
+        self.residual_dropout = config.residual_dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """c_fc -> GELU (tanh approximation: HIDDEN_ACT) -> c_proj."""
-        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+        """c_fc -> GELU (tanh approximation: HIDDEN_ACT) -> c_proj -> residual dropout."""
+        return dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")), self.residual_dropout, self.training)
 
 
 class DecoderLayer(nn.Module):
@@ -157,10 +213,11 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers))
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.norm_epsilon)
         self.rotary_emb = RotaryEmbedding(config)
+        self.embedding_dropout = config.embedding_dropout
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Hidden states of shape (batch, seq_len, hidden_size)."""
-        x = self.embed_tokens(input_ids)
+        x = dropout(self.embed_tokens(input_ids), self.embedding_dropout, self.training)
         cos, sin = self.rotary_emb(input_ids.shape[1], x.dtype)
         for layer in self.layers:
             x = layer(x, cos, sin)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -15,6 +16,7 @@ from starbuild.core.shards import atomic_output
 from starbuild.core.stage import StageContext, StageError
 from starbuild.determinism import environment, pin_stage
 from starbuild.model.checkpoint import save_checkpoint
+from starbuild.model.hf import load_hf, shape_mismatches
 from starbuild.model.starcoder2 import ModelConfig
 from starbuild.train.config import OptimConfig, TrainConfig, TrainerConfig
 from starbuild.train.curves import LossCurves, write_curve
@@ -60,6 +62,22 @@ def build_trainer(section: DictConfig, settings: TrainerConfig, curves: LossCurv
     )
 
 
+def start_from(module: CausalLM, config: ModelConfig, root: Path) -> None:
+    """Load `model.init_from`'s weights into the module (continued pretraining); its shape must be config's."""
+    path = Path(config.init_from) if Path(config.init_from).is_absolute() else root / config.init_from
+    try:
+        pretrained = load_hf(path)
+    except (OSError, ValueError) as err:
+        raise StageError(f"model.init_from={config.init_from}: {err}; give a local Hugging Face StarCoder2 "
+                         "directory or null") from err
+    differences = shape_mismatches(config, pretrained.config)
+    if differences:
+        raise StageError(f"model.init_from={config.init_from} has another shape ({'; '.join(differences)}, "
+                         "this run vs the checkpoint); pick the model preset that matches it (model=3b, ...)")
+    module.net.load_state_dict(pretrained.state_dict(), strict=True)
+    log.info("starting from the weights of %s (%d parameters)", path, module.net.num_parameters())
+
+
 def run_train(ctx: StageContext) -> None:
     """Train the model on data/tokens; write the checkpoint, the loss curves and the metrics."""
     cfg = ctx.cfg
@@ -82,6 +100,8 @@ def run_train(ctx: StageContext) -> None:
 
     L.seed_everything(int(cfg.seed), workers=True)
     module = CausalLM(config, optim, settings.max_steps)
+    if config.init_from:
+        start_from(module, config, ctx.root)
     curves = LossCurves(settings.log_every_n_steps)
     trainer = build_trainer(cfg.trainer, settings, curves, val_batches)
     with warnings.catch_warnings():
