@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +158,12 @@ def test_sampler_covers_each_sequence_once_per_pass() -> None:
     assert order != list(SeededEpochSampler(n=10, num_samples=25, seed=4))
 
 
+def test_a_resumed_sampler_continues_the_same_order() -> None:
+    full = list(SeededEpochSampler(10, 47, seed=3))
+    for start in (0, 7, 10, 23, 47):
+        assert list(SeededEpochSampler(10, 47, seed=3, start=start)) == full[start:]
+
+
 def test_lr_warms_up_then_decays_to_min_lr() -> None:
     cfg = OptimConfig(lr=1.0, min_lr=0.1, warmup_steps=4, weight_decay=0.1, betas=(0.9, 0.95))
     rates = [lr_at(step, cfg, max_steps=20) for step in range(21)]
@@ -192,3 +202,43 @@ def test_continued_pretraining_starts_from_a_hf_directory(tmp_path: Path, smoke_
     missing = OmegaConf.merge(cfg, {"model": {"init_from": "models/nowhere"}})
     with pytest.raises(StageError, match=r"model.init_from=models/nowhere: .*not a Hugging Face model directory"):
         run_train(context(tmp_path / "run", missing))
+
+
+RUN_TRAIN = """
+import sys
+from pathlib import Path
+from omegaconf import OmegaConf
+from starbuild.train.stage import run_train
+from tests.factories import stage_context
+run_train(stage_context("train", OmegaConf.load(sys.argv[1]), Path(sys.argv[2])))
+"""
+
+
+def test_a_killed_run_resumes_to_the_same_result(tmp_path: Path, smoke_cfg: DictConfig) -> None:
+    cfg = OmegaConf.merge(smoke_cfg, {"trainer": {"max_steps": 300, "val_check_interval": 50},
+                                      "train": {"checkpoint_every_n_steps": 20}})
+    seq_length = smoke_cfg.tokenizer.pack.seq_length
+    for name in ("whole", "killed"):
+        write_tokens(tmp_path / name, seq_length)
+    run_train(context(tmp_path / "whole", cfg))
+    assert not list((tmp_path / "whole" / ".cache").rglob("*.ckpt")), "a finished run keeps no resume checkpoint"
+
+    # The same run in another process, killed (SIGKILL) once its first checkpoint is on disk.
+    config_file = tmp_path / "cfg.yaml"
+    OmegaConf.save(cfg, config_file)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}"}
+    process = subprocess.Popen([sys.executable, "-c", RUN_TRAIN, str(config_file), str(tmp_path / "killed")],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "killed" / ".cache").rglob("last.ckpt")) and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+    process.kill()
+    process.wait()
+    assert not (tmp_path / "killed" / layout.CHECKPOINTS).exists(), "the run finished before it could be killed"
+
+    run_train(context(tmp_path / "killed", cfg))
+    for rel in OUTPUTS:
+        assert (tmp_path / "killed" / rel).read_bytes() == (tmp_path / "whole" / rel).read_bytes(), rel
+    assert not list((tmp_path / "killed" / ".cache").rglob("*.ckpt"))

@@ -56,10 +56,17 @@ class TrainerConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What the training data module reads: sequences per optimizer step."""
+    """What the training data module reads, and how a run survives being killed."""
 
+    # Sequences per optimizer step (one device).
     batch_size: int
+    # A resumable checkpoint every this many steps (0: none), kept outside DVC's outs until the run ends.
+    checkpoint_every_n_steps: int = 0
+    # Continue from the checkpoint of an interrupted run with the same settings and data.
+    resume: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {self.batch_size}")
+        if self.checkpoint_every_n_steps < 0:
+            raise ValueError(f"checkpoint_every_n_steps must be ≥ 0, got {self.checkpoint_every_n_steps}")

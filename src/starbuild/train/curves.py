@@ -28,6 +28,16 @@ class LossCurves(L.Callback):
         self._window_sum = 0.0
         self._window_count = 0
 
+    def state_dict(self) -> dict[str, object]:
+        """The curves so far, saved in Lightning's checkpoints so a resumed run continues them."""
+        return {"train": list(self.train), "val": list(self.val), "window": (self._window_sum, self._window_count)}
+
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        """Restore the curves of the run being resumed."""
+        self.train = [(int(step), float(loss)) for step, loss in state_dict["train"]]
+        self.val = [(int(step), float(loss)) for step, loss in state_dict["val"]]
+        self._window_sum, self._window_count = state_dict["window"]
+
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: object, batch: object,
         batch_idx: int,

@@ -28,28 +28,33 @@ class TokenSequences(Dataset):
 
 
 class SeededEpochSampler(Sampler[int]):
-    """`num_samples` indices: shuffled passes over the data, pass e shuffled by rng([seed, e]).
+    """Indices `start` to `num_samples` of shuffled passes over the data, pass e shuffled by rng([seed, e]).
 
-    The order depends only on (seed, n, num_samples), never on global RNG state, so a rerun or
-    a resumed run sees the same sequences at the same step.
+    The order depends only on (seed, n, num_samples), never on global RNG state, so a rerun sees the
+    same sequences at the same step, and a run resumed after `start` samples sees the rest of them.
     """
 
-    def __init__(self, n: int, num_samples: int, seed: int) -> None:
+    def __init__(self, n: int, num_samples: int, seed: int, start: int = 0) -> None:
         self.n = n
         self.num_samples = num_samples
         self.seed = seed
+        self.start = min(start, num_samples)
 
     def __len__(self) -> int:
+        # The whole run's length even when resumed: Lightning restores the epoch's batch count from the
+        # checkpoint and counts on from it, so the epoch (and the iteration here) ends at the last step.
         return self.num_samples
 
     def __iter__(self) -> Iterator[int]:
-        produced = 0
-        epoch = 0
+        epoch = self.start // self.n if self.n else 0
+        skip = self.start - epoch * self.n
+        produced = epoch * self.n
         while produced < self.num_samples:
             order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            for index in order[: self.num_samples - produced]:
+            for index in order[skip : self.num_samples - produced]:
                 yield int(index)
             produced += min(self.n, self.num_samples - produced)
+            skip = 0
             epoch += 1
 
 
@@ -63,6 +68,16 @@ class TokenDataModule(L.LightningDataModule):
         self.max_steps = max_steps
         self.seed = seed
         self.meta = read_meta(self.tokens_dir)
+        # Optimizer steps already taken by the run this one resumes (restored from its checkpoint).
+        self.start_step = 0
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the train batches stand, saved in Lightning's checkpoints."""
+        return {"step": self.trainer.global_step if self.trainer is not None else self.start_step}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Continue the train batches after the checkpoint's step."""
+        self.start_step = int(state_dict["step"])
 
     def split_size(self, split: str) -> int:
         """Number of sequences in `split` according to meta.json."""
@@ -80,9 +95,10 @@ class TokenDataModule(L.LightningDataModule):
         return TokenSequences(open_tokens(self.tokens_dir, split))
 
     def train_dataloader(self) -> DataLoader:
-        """One pass of max_steps batches: the Trainer stops at max_steps."""
+        """The batches of steps start_step + 1 to max_steps: the Trainer stops at max_steps."""
         dataset = self._dataset(TRAIN)
-        sampler = SeededEpochSampler(len(dataset), self.max_steps * self.batch_size, self.seed)
+        sampler = SeededEpochSampler(len(dataset), self.max_steps * self.batch_size, self.seed,
+                                     start=self.start_step * self.batch_size)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
 
 from starbuild.core import layout
 from starbuild.core.shards import atomic_output
@@ -26,6 +30,8 @@ from starbuild.train.module import CausalLM
 log = logging.getLogger(__name__)
 
 TRAIN_CURVE = layout.PLOTS / "train_loss.csv"
+# Resumable checkpoints of unfinished runs, outside DVC's outs (each removed when its run finishes).
+RESUME_ROOT = Path(".cache/starbuild/train")
 VAL_CURVE = layout.PLOTS / "val_loss.csv"
 
 
@@ -46,20 +52,35 @@ def check_tokens_fit(meta: dict[str, Any], config: ModelConfig) -> None:
         raise StageError("data/tokens holds no train sequences; add data or lower tokenizer.pack.seq_length")
 
 
-def build_trainer(section: DictConfig, settings: TrainerConfig, curves: LossCurves, val_batches: int) -> L.Trainer:
-    """The Trainer of the `trainer` section, writing nothing to disk by itself (no logger, no checkpoints)."""
+def build_trainer(section: DictConfig, settings: TrainerConfig, callbacks: list[L.Callback],
+                  val_batches: int) -> L.Trainer:
+    """The Trainer of the `trainer` section, writing nothing to disk by itself but `callbacks`' checkpoints."""
     return instantiate(
         section,
         # Lightning rejects an interval longer than the single epoch of max_steps batches.
         val_check_interval=min(settings.val_check_interval, settings.max_steps),
         limit_val_batches=val_batches,
         num_sanity_val_steps=0,
-        enable_checkpointing=False,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         logger=False,
         enable_model_summary=False,
         enable_progress_bar=True,
-        callbacks=[curves],
+        callbacks=callbacks,
     )
+
+
+def resume_dir(ctx: StageContext, data: TokenDataModule) -> Path:
+    """Where this run's resumable checkpoint lives: keyed by the train stage's settings and data/tokens.
+
+    A run with other settings or other tokens never picks up this one's checkpoint. The tokens are
+    identified by meta.json and the files' sizes (hashing them whole would cost as much as a pass).
+    """
+    settings = {key: OmegaConf.to_container(ctx.cfg[key], resolve=True) for key in ("model", "trainer", "optim",
+                                                                                    "runtime")}
+    settings.update(seed=int(ctx.cfg.seed), batch_size=int(ctx.cfg.train.batch_size))
+    tokens = {path.name: path.stat().st_size for path in sorted(data.tokens_dir.iterdir())}
+    key = hashlib.sha256(json.dumps([settings, data.meta, tokens], sort_keys=True).encode()).hexdigest()[:16]
+    return ctx.root / RESUME_ROOT / key
 
 
 def start_from(module: CausalLM, config: ModelConfig, root: Path) -> None:
@@ -103,17 +124,29 @@ def run_train(ctx: StageContext) -> None:
     if config.init_from:
         start_from(module, config, ctx.root)
     curves = LossCurves(settings.log_every_n_steps)
-    trainer = build_trainer(cfg.trainer, settings, curves, val_batches)
+    callbacks: list[L.Callback] = [curves]
+    checkpoints = resume_dir(ctx, data)
+    resume_from = checkpoints / "last.ckpt" if train.resume and (checkpoints / "last.ckpt").is_file() else None
+    if train.checkpoint_every_n_steps:
+        callbacks.append(ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0,
+                                         every_n_train_steps=train.checkpoint_every_n_steps))
+    if resume_from is not None:
+        log.info("resuming the interrupted run from %s", resume_from)
+    trainer = build_trainer(cfg.trainer, settings, callbacks, val_batches)
     with warnings.catch_warnings():
         # Workers would only copy rows out of a memory map; the main process does it as fast.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, datamodule=data)
+        # The data module's state carries the step, and its sampler resumes there (tests/test_train.py).
+        warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+        trainer.fit(module, datamodule=data, ckpt_path=resume_from)
         if val_batches and (not curves.val or curves.val[-1][0] != trainer.global_step):
             # So that the final val loss belongs to the final weights whatever the interval.
             trainer.validate(module, datamodule=data, verbose=False)
 
     with atomic_output(ctx.output(layout.CHECKPOINTS)) as tmp:
         save_checkpoint(module.net, tmp)
+    # The run is complete: its resumable checkpoint would only take space.
+    shutil.rmtree(checkpoints, ignore_errors=True)
     write_curve(ctx.output(TRAIN_CURVE), curves.train)
     write_curve(ctx.output(VAL_CURVE), curves.val)
     log.info("wrote %s, %s, %s", ctx.output(layout.CHECKPOINTS), ctx.output(TRAIN_CURVE),
