@@ -158,6 +158,27 @@ def test_sampler_covers_each_sequence_once_per_pass() -> None:
     assert order != list(SeededEpochSampler(n=10, num_samples=25, seed=4))
 
 
+def test_accumulation_reaches_the_same_global_batch(tmp_path: Path, smoke_cfg: DictConfig) -> None:
+    seq_length = smoke_cfg.tokenizer.pack.seq_length
+    whole = OmegaConf.merge(smoke_cfg, {"train": {"batch_size": 8}})
+    halves = OmegaConf.merge(smoke_cfg, {"train": {"batch_size": 4, "global_batch_tokens": 8 * seq_length}})
+    for name, cfg in (("whole", whole), ("halves", halves)):
+        write_tokens(tmp_path / name, seq_length)
+        run_train(context(tmp_path / name, cfg))
+    curves = [read_curve(tmp_path / name / layout.PLOTS / "train_loss.csv") for name in ("whole", "halves")]
+    # The same sequences in every step, its gradient summed in two halves: equal up to float rounding.
+    assert [step for step, _ in curves[0]] == [step for step, _ in curves[1]]
+    for (_, a), (_, b) in zip(*curves, strict=True):
+        assert abs(a - b) < 1e-4
+    vals = [read_curve(tmp_path / name / layout.PLOTS / "val_loss.csv") for name in ("whole", "halves")]
+    assert [step for step, _ in vals[0]] == [step for step, _ in vals[1]]
+    metrics = [json.loads((tmp_path / name / layout.metrics_file("train")).read_text()) for name in ("whole", "halves")]
+    assert metrics[0]["tokens_seen"] == metrics[1]["tokens_seen"] == smoke_cfg.trainer.max_steps * 8 * seq_length
+    odd = OmegaConf.merge(halves, {"train": {"global_batch_tokens": 8 * seq_length + 1}})
+    with pytest.raises(StageError, match=r"global_batch_tokens=.* is not a multiple of batch_size x seq_length"):
+        run_train(context(tmp_path / "halves", odd))
+
+
 def test_a_resumed_sampler_continues_the_same_order() -> None:
     full = list(SeededEpochSampler(10, 47, seed=3))
     for start in (0, 7, 10, 23, 47):

@@ -58,8 +58,11 @@ class TrainerConfig:
 class TrainConfig:
     """What the training data module reads, and how a run survives being killed."""
 
-    # Sequences per optimizer step (one device).
+    # Sequences per forward pass on one device (a micro-batch).
     batch_size: int
+    # Tokens per optimizer step over all devices, reached by accumulating micro-batches; None: one
+    # micro-batch per step. Must be a multiple of batch_size x seq_length x devices.
+    global_batch_tokens: int | None = None
     # A resumable checkpoint every this many steps (0: none), kept outside DVC's outs until the run ends.
     checkpoint_every_n_steps: int = 0
     # Continue from the checkpoint of an interrupted run with the same settings and data.
@@ -68,5 +71,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {self.batch_size}")
+        if self.global_batch_tokens is not None and self.global_batch_tokens < 1:
+            raise ValueError(f"global_batch_tokens must be null or ≥ 1, got {self.global_batch_tokens}")
         if self.checkpoint_every_n_steps < 0:
             raise ValueError(f"checkpoint_every_n_steps must be ≥ 0, got {self.checkpoint_every_n_steps}")

@@ -13,10 +13,10 @@ Curve = list[tuple[int, float]]
 
 
 class LossCurves(L.Callback):
-    """Collects the train loss every `every` steps and the val loss after each validation.
+    """Collects the train loss every `every` optimizer steps and the val loss after each validation.
 
-    A train row holds the mean loss of the batches since the previous row; step 1 gets its own
-    row so the curve starts at the untrained loss.
+    A train row holds the mean loss of the (micro-)batches since the previous row; step 1 gets its
+    own row so the curve starts at the untrained loss.
     """
 
     def __init__(self, every: int) -> None:
@@ -27,16 +27,20 @@ class LossCurves(L.Callback):
         self.val: Curve = []
         self._window_sum = 0.0
         self._window_count = 0
+        # The optimizer step seen at the previous batch: with accumulation, several batches share one.
+        self._step = 0
 
     def state_dict(self) -> dict[str, object]:
         """The curves so far, saved in Lightning's checkpoints so a resumed run continues them."""
-        return {"train": list(self.train), "val": list(self.val), "window": (self._window_sum, self._window_count)}
+        return {"train": list(self.train), "val": list(self.val), "window": (self._window_sum, self._window_count),
+                "step": self._step}
 
     def load_state_dict(self, state_dict: dict[str, object]) -> None:
         """Restore the curves of the run being resumed."""
         self.train = [(int(step), float(loss)) for step, loss in state_dict["train"]]
         self.val = [(int(step), float(loss)) for step, loss in state_dict["val"]]
         self._window_sum, self._window_count = state_dict["window"]
+        self._step = int(state_dict["step"])
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: object, batch: object,
@@ -46,9 +50,13 @@ class LossCurves(L.Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if not isinstance(loss, torch.Tensor):
             return
-        self._window_sum += float(loss.detach().float().item())
+        # Lightning hands callbacks the loss already divided by the accumulation count.
+        self._window_sum += float(loss.detach().float().item()) * trainer.accumulate_grad_batches
         self._window_count += 1
         step = trainer.global_step
+        if step == self._step:  # an accumulating micro-batch: no optimizer step yet
+            return
+        self._step = step
         if step == 1 or step % self.every == 0 or step == trainer.max_steps:
             self.train.append((step, self._window_sum / self._window_count))
             self._window_sum, self._window_count = 0.0, 0

@@ -61,11 +61,13 @@ class SeededEpochSampler(Sampler[int]):
 class TokenDataModule(L.LightningDataModule):
     """Train batches sampled by SeededEpochSampler; validation on the first val sequences in order."""
 
-    def __init__(self, tokens_dir: Path, batch_size: int, max_steps: int, seed: int) -> None:
+    def __init__(self, tokens_dir: Path, batch_size: int, max_steps: int, seed: int, accumulate: int = 1) -> None:
         super().__init__()
         self.tokens_dir = Path(tokens_dir)
         self.batch_size = batch_size
         self.max_steps = max_steps
+        # Micro-batches per optimizer step.
+        self.accumulate = accumulate
         self.seed = seed
         self.meta = read_meta(self.tokens_dir)
         # Optimizer steps already taken by the run this one resumes (restored from its checkpoint).
@@ -95,10 +97,11 @@ class TokenDataModule(L.LightningDataModule):
         return TokenSequences(open_tokens(self.tokens_dir, split))
 
     def train_dataloader(self) -> DataLoader:
-        """The batches of steps start_step + 1 to max_steps: the Trainer stops at max_steps."""
+        """The micro-batches of steps start_step + 1 to max_steps: the Trainer stops at max_steps."""
         dataset = self._dataset(TRAIN)
-        sampler = SeededEpochSampler(len(dataset), self.max_steps * self.batch_size, self.seed,
-                                     start=self.start_step * self.batch_size)
+        per_step = self.batch_size * self.accumulate
+        sampler = SeededEpochSampler(len(dataset), self.max_steps * per_step, self.seed,
+                                     start=self.start_step * per_step)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:

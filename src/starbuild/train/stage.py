@@ -22,6 +22,7 @@ from starbuild.determinism import environment, pin_stage
 from starbuild.model.checkpoint import save_checkpoint
 from starbuild.model.hf import load_hf, shape_mismatches
 from starbuild.model.starcoder2 import ModelConfig
+from starbuild.tokenizer.pack import read_meta
 from starbuild.train.config import OptimConfig, TrainConfig, TrainerConfig
 from starbuild.train.curves import LossCurves, write_curve
 from starbuild.train.data import TokenDataModule
@@ -52,13 +53,27 @@ def check_tokens_fit(meta: dict[str, Any], config: ModelConfig) -> None:
         raise StageError("data/tokens holds no train sequences; add data or lower tokenizer.pack.seq_length")
 
 
+def micro_batches_per_step(train: TrainConfig, settings: TrainerConfig, seq_length: int) -> int:
+    """How many micro-batches make `train.global_batch_tokens` (1 when it is not set)."""
+    if train.global_batch_tokens is None:
+        return 1
+    devices = settings.devices if isinstance(settings.devices, int) and settings.devices > 0 else 1
+    micro = train.batch_size * seq_length * devices
+    if train.global_batch_tokens % micro:
+        raise StageError(f"train.global_batch_tokens={train.global_batch_tokens} is not a multiple of batch_size "
+                         f"x seq_length x devices = {train.batch_size} x {seq_length} x {devices} = {micro}; "
+                         f"use a multiple such as {max(1, round(train.global_batch_tokens / micro)) * micro}")
+    return train.global_batch_tokens // micro
+
+
 def build_trainer(section: DictConfig, settings: TrainerConfig, callbacks: list[L.Callback],
-                  val_batches: int) -> L.Trainer:
+                  val_batches: int, accumulate: int) -> L.Trainer:
     """The Trainer of the `trainer` section, writing nothing to disk by itself but `callbacks`' checkpoints."""
     return instantiate(
         section,
-        # Lightning rejects an interval longer than the single epoch of max_steps batches.
-        val_check_interval=min(settings.val_check_interval, settings.max_steps),
+        accumulate_grad_batches=accumulate,
+        # Lightning counts the interval in (micro-)batches, and rejects one longer than the single epoch.
+        val_check_interval=min(settings.val_check_interval, settings.max_steps) * accumulate,
         limit_val_batches=val_batches,
         num_sanity_val_steps=0,
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
@@ -77,7 +92,8 @@ def resume_dir(ctx: StageContext, data: TokenDataModule) -> Path:
     """
     settings = {key: OmegaConf.to_container(ctx.cfg[key], resolve=True) for key in ("model", "trainer", "optim",
                                                                                     "runtime")}
-    settings.update(seed=int(ctx.cfg.seed), batch_size=int(ctx.cfg.train.batch_size))
+    settings.update(seed=int(ctx.cfg.seed), batch_size=int(ctx.cfg.train.batch_size),
+                    global_batch_tokens=ctx.cfg.train.get("global_batch_tokens"))
     tokens = {path.name: path.stat().st_size for path in sorted(data.tokens_dir.iterdir())}
     key = hashlib.sha256(json.dumps([settings, data.meta, tokens], sort_keys=True).encode()).hexdigest()[:16]
     return ctx.root / RESUME_ROOT / key
@@ -110,7 +126,9 @@ def run_train(ctx: StageContext) -> None:
     optim = ctx.section("optim", OptimConfig)
     train = ctx.section("train", TrainConfig)
     with ctx.reading(layout.TOKENS):
-        data = TokenDataModule(tokens_dir, train.batch_size, settings.max_steps, int(cfg.seed))
+        meta = read_meta(tokens_dir)
+        accumulate = micro_batches_per_step(train, settings, int(meta["seq_length"]))
+        data = TokenDataModule(tokens_dir, train.batch_size, settings.max_steps, int(cfg.seed), accumulate)
         data.check_files()
     check_tokens_fit(data.meta, config)
     val_batches = settings.limit_val_batches if data.split_size(layout.VAL) else 0
@@ -132,7 +150,7 @@ def run_train(ctx: StageContext) -> None:
                                          every_n_train_steps=train.checkpoint_every_n_steps))
     if resume_from is not None:
         log.info("resuming the interrupted run from %s", resume_from)
-    trainer = build_trainer(cfg.trainer, settings, callbacks, val_batches)
+    trainer = build_trainer(cfg.trainer, settings, callbacks, val_batches, accumulate)
     with warnings.catch_warnings():
         # Workers would only copy rows out of a memory map; the main process does it as fast.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -164,6 +182,6 @@ def train_metrics(curves: LossCurves, steps: int, data: TokenDataModule, module:
         "train_loss_final": last(curves.train),
         "val_loss_final": last(curves.val),
         "steps": steps,
-        "tokens_seen": steps * data.batch_size * int(data.meta["seq_length"]),
+        "tokens_seen": steps * data.batch_size * data.accumulate * int(data.meta["seq_length"]),
         "parameters": module.net.num_parameters(),
     }
