@@ -54,6 +54,9 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/bench_pull.py
 	$(BIN)/python bench/bench_dedup.py
 	$(BIN)/python bench/bench_clean.py
+	$(BIN)/python bench/bench_tokenize.py
+	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_gpu_attention.py
 
 clean-venv:
 	rm -rf $(VENV)

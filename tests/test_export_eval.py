@@ -99,6 +99,28 @@ def test_export_loads_in_transformers_with_the_same_logits(built: Path, smoke_cf
     assert hf_tokenizer.decode(hf_tokenizer(redacted)["input_ids"], skip_special_tokens=True) == "key = ''  # ask "
 
 
+def test_exported_model_generates_what_starbuild_generates(built: Path, smoke_cfg: DictConfig) -> None:
+    from starbuild.model.generate import greedy
+
+    run_export(context("export", built, smoke_cfg))
+    hf_model = AutoModelForCausalLM.from_pretrained(built / layout.HF_MODEL).eval()
+    ours = load_checkpoint(built / layout.CHECKPOINTS)
+    # Trained-like weights: a fresh init's argmax barely depends on the context.
+    with torch.no_grad():
+        for param in ours.parameters():
+            param.add_(torch.randn(param.shape, generator=torch.Generator().manual_seed(param.numel())) * 0.5)
+        hf_model.load_state_dict(ours.state_dict())
+    prompt = torch.randint(9, ours.config.vocab_size, (3, 12), generator=torch.Generator().manual_seed(5))
+    expected = greedy(ours, prompt, max_new_tokens=24)
+    generated = hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=24,
+                                  min_new_tokens=24, do_sample=False)
+    assert torch.equal(generated, expected)
+    assert len(set(expected[:, 12:].flatten().tolist())) > 3, "the continuation should not be one repeated token"
+    # With an end-of-text id, rows stop on it and the finished ones keep it.
+    stopped = greedy(ours, prompt, max_new_tokens=24, eos_id=int(expected[0, 14]))
+    assert stopped.shape[1] <= 36 and stopped[0, 14] == expected[0, 14] and (stopped[0, 15:] == expected[0, 14]).all()
+
+
 def test_export_is_deterministic_and_atomic(built: Path, smoke_cfg: DictConfig) -> None:
     run_export(context("export", built, smoke_cfg))
     run_export(context("export", built, smoke_cfg, out_root=built / "again"))

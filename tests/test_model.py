@@ -200,3 +200,22 @@ def test_weights_convert_both_ways(tmp_path: Path) -> None:
             assert torch.equal(ours, theirs), name
     with pytest.raises(ValueError, match="not a Hugging Face model directory"):
         load_hf(tmp_path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bench/bench_gpu_attention.py runs it)")
+def test_flash_attention_matches_sdpa_on_gpu() -> None:
+    from starbuild.model import starcoder2
+
+    if starcoder2.flash_attn_func is None:
+        pytest.skip("needs flash-attn: pip install -e '.[gpu]'")
+    model = randomized(StarCoder2(tiny_config(sliding_window=8)), seed=12).cuda()
+    ids = torch.randint(0, 97, (2, 40), device="cuda", generator=torch.Generator("cuda").manual_seed(13))
+    flash = starcoder2.flash_attn_func
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        with_flash = model(ids).float()
+        starcoder2.flash_attn_func = None
+        try:
+            with_sdpa = model(ids).float()
+        finally:
+            starcoder2.flash_attn_func = flash
+    torch.testing.assert_close(with_flash, with_sdpa, rtol=2e-2, atol=2e-2)
