@@ -21,18 +21,10 @@ from omegaconf import OmegaConf
 from starbuild.core.config import compose
 from starbuild.model import starcoder2
 from starbuild.model.starcoder2 import ModelConfig, StarCoder2, next_token_loss
+from starbuild.train.throughput import flops_per_token, peak_flops
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS, BATCH, SEQ, STEPS, WARMUP = 4, 2, 8192, 12, 3
-# Dense bf16 peak FLOP/s by device name (datasheets, without sparsity).
-PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12}
-
-
-def peak_flops(name: str) -> float | None:
-    """The dense bf16 peak of a device, by the first known model name in its name."""
-    return next((value for key, value in PEAK_BF16.items() if key in name), None)
-
-
 def step_seconds(model: StarCoder2, ids: torch.Tensor) -> float:
     """Mean seconds of a bf16 forward + backward over STEPS - WARMUP steps."""
     for step in range(STEPS):
@@ -60,10 +52,7 @@ def main() -> None:
     model = StarCoder2(config).cuda()
     ids = torch.randint(0, config.vocab_size, (BATCH, SEQ + 1), device="cuda")
     params = model.num_parameters()
-    window = min(config.sliding_window or SEQ, SEQ)
-    # Causal attention within the window: QK^T and AV, forward and backward (x3), per token.
-    attention = 6 * config.num_hidden_layers * config.hidden_size * window
-    flops_per_token = 6 * params + attention
+    flops = flops_per_token(config, params, SEQ)
     name = torch.cuda.get_device_name()
     peak = peak_flops(name)
     flash = starcoder2.flash_attn_func
@@ -81,7 +70,7 @@ def main() -> None:
         seconds = step_seconds(model, ids)
         tokens_per_s = BATCH * SEQ / seconds
         results[backend] = tokens_per_s
-        mfu = f"MFU {flops_per_token * tokens_per_s / peak:.1%}" if peak else "MFU: unknown peak for this device"
+        mfu = f"MFU {flops * tokens_per_s / peak:.1%}" if peak else "MFU: unknown peak for this device"
         print(f"{backend:10s} {tokens_per_s:10.0f} tokens/s  {mfu}")
     starcoder2.flash_attn_func = flash
     print(f"flash-attn / sdpa: {results['flash-attn'] / results['sdpa']:.2f}x")

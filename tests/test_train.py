@@ -29,6 +29,7 @@ OUTPUTS = [
     layout.CHECKPOINTS / "config.json",
     layout.PLOTS / "train_loss.csv",
     layout.PLOTS / "val_loss.csv",
+    layout.PLOTS / "train_lr.csv",
     layout.metrics_file("train"),
 ]
 
@@ -96,6 +97,25 @@ def test_train_is_deterministic_and_the_loss_falls(tmp_path: Path, smoke_cfg: Di
                         "cpu_isa": smoke_cfg.runtime.cpu_isa, "deterministic": True},
     }
     assert model.config == ModelConfig.from_mapping(OmegaConf.to_container(smoke_cfg.model))
+
+
+def test_the_lr_curve_follows_the_schedule_and_counts_tokens(tmp_path: Path, smoke_cfg: DictConfig) -> None:
+    from starbuild.train.config import OptimConfig
+    from starbuild.train.module import lr_at
+
+    seq_length = smoke_cfg.tokenizer.pack.seq_length
+    write_tokens(tmp_path, seq_length)
+    run_train(context(tmp_path, smoke_cfg))
+    lines = (tmp_path / layout.PLOTS / "train_lr.csv").read_text().splitlines()
+    assert lines[0] == "step,lr,tokens"
+    rows = [(int(a), float(b), int(c)) for a, b, c in (line.split(",") for line in lines[1:])]
+    loss_steps = [step for step, _ in read_curve(tmp_path / layout.PLOTS / "train_loss.csv")]
+    assert [step for step, _, _ in rows] == loss_steps
+    optim = OptimConfig(**OmegaConf.to_container(smoke_cfg.optim))
+    for step, lr, tokens in rows:
+        # The rate the next step uses, after the scheduler stepped `step` times.
+        assert lr == pytest.approx(lr_at(step, optim, smoke_cfg.trainer.max_steps), rel=1e-5)
+        assert tokens == step * smoke_cfg.train.batch_size * seq_length
 
 
 def test_final_val_loss_is_at_the_last_step(tmp_path: Path, smoke_cfg: DictConfig) -> None:

@@ -1,4 +1,4 @@
-"""Loss curves for DVC plots: a Callback that collects them and a CSV writer (`step,loss`)."""
+"""Curves for DVC plots: a Callback that collects the losses and learning rate, and a CSV writer."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import torch
 from starbuild.core.shards import atomic_file
 
 Curve = list[tuple[int, float]]
+# (step, learning rate, tokens seen) at each logged train step.
+Schedule = list[tuple[int, float, int]]
 
 
 class LossCurves(L.Callback):
@@ -19,12 +21,14 @@ class LossCurves(L.Callback):
     own row so the curve starts at the untrained loss.
     """
 
-    def __init__(self, every: int) -> None:
+    def __init__(self, every: int, tokens_per_step: int = 0) -> None:
         if every < 1:
             raise ValueError(f"trainer.log_every_n_steps must be ≥ 1, got {every}")
         self.every = every
+        self.tokens_per_step = tokens_per_step
         self.train: Curve = []
         self.val: Curve = []
+        self.schedule: Schedule = []
         self._window_sum = 0.0
         self._window_count = 0
         # The optimizer step seen at the previous batch: with accumulation, several batches share one.
@@ -32,13 +36,14 @@ class LossCurves(L.Callback):
 
     def state_dict(self) -> dict[str, object]:
         """The curves so far, saved in Lightning's checkpoints so a resumed run continues them."""
-        return {"train": list(self.train), "val": list(self.val), "window": (self._window_sum, self._window_count),
-                "step": self._step}
+        return {"train": list(self.train), "val": list(self.val), "schedule": list(self.schedule),
+                "window": (self._window_sum, self._window_count), "step": self._step}
 
     def load_state_dict(self, state_dict: dict[str, object]) -> None:
         """Restore the curves of the run being resumed."""
         self.train = [(int(step), float(loss)) for step, loss in state_dict["train"]]
         self.val = [(int(step), float(loss)) for step, loss in state_dict["val"]]
+        self.schedule = [(int(step), float(lr), int(tokens)) for step, lr, tokens in state_dict["schedule"]]
         self._window_sum, self._window_count = state_dict["window"]
         self._step = int(state_dict["step"])
 
@@ -59,6 +64,9 @@ class LossCurves(L.Callback):
         self._step = step
         if step == 1 or step % self.every == 0 or step == trainer.max_steps:
             self.train.append((step, self._window_sum / self._window_count))
+            # The rate the next step will use, as the scheduler has already stepped.
+            lr = trainer.optimizers[0].param_groups[0]["lr"]
+            self.schedule.append((step, float(lr), step * self.tokens_per_step))
             self._window_sum, self._window_count = 0.0, 0
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -72,5 +80,12 @@ class LossCurves(L.Callback):
 def write_curve(path: Path, curve: Curve) -> None:
     """Write `step,loss` rows atomically, the loss with 6 decimals for stable bytes."""
     lines = ["step,loss"] + [f"{step},{loss:.6f}" for step, loss in curve]
+    with atomic_file(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_schedule(path: Path, schedule: Schedule) -> None:
+    """Write `step,lr,tokens` rows atomically, the rate in 6 significant digits for stable bytes."""
+    lines = ["step,lr,tokens"] + [f"{step},{lr:.6g},{tokens}" for step, lr, tokens in schedule]
     with atomic_file(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -24,9 +24,10 @@ from starbuild.model.hf import load_hf, shape_mismatches
 from starbuild.model.starcoder2 import ModelConfig
 from starbuild.tokenizer.pack import read_meta
 from starbuild.train.config import OptimConfig, TrainConfig, TrainerConfig
-from starbuild.train.curves import LossCurves, write_curve
+from starbuild.train.curves import LossCurves, write_curve, write_schedule
 from starbuild.train.data import TokenDataModule
 from starbuild.train.module import CausalLM
+from starbuild.train.throughput import Throughput, flops_per_token
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ TRAIN_CURVE = layout.PLOTS / "train_loss.csv"
 # Resumable checkpoints of unfinished runs, outside DVC's outs (each removed when its run finishes).
 RESUME_ROOT = Path(".cache/starbuild/train")
 VAL_CURVE = layout.PLOTS / "val_loss.csv"
+LR_CURVE = layout.PLOTS / "train_lr.csv"
 
 
 def check_tokens_fit(meta: dict[str, Any], config: ModelConfig) -> None:
@@ -53,11 +55,16 @@ def check_tokens_fit(meta: dict[str, Any], config: ModelConfig) -> None:
         raise StageError("data/tokens holds no train sequences; add data or lower tokenizer.pack.seq_length")
 
 
+def world_size(settings: TrainerConfig) -> int:
+    """Processes that each train on their own micro-batches (devices given as a count; else 1)."""
+    return settings.devices if isinstance(settings.devices, int) and settings.devices > 0 else 1
+
+
 def micro_batches_per_step(train: TrainConfig, settings: TrainerConfig, seq_length: int) -> int:
     """How many micro-batches make `train.global_batch_tokens` (1 when it is not set)."""
     if train.global_batch_tokens is None:
         return 1
-    devices = settings.devices if isinstance(settings.devices, int) and settings.devices > 0 else 1
+    devices = world_size(settings)
     micro = train.batch_size * seq_length * devices
     if train.global_batch_tokens % micro:
         raise StageError(f"train.global_batch_tokens={train.global_batch_tokens} is not a multiple of batch_size "
@@ -141,8 +148,11 @@ def run_train(ctx: StageContext) -> None:
     module = CausalLM(config, optim, settings.max_steps)
     if config.init_from:
         start_from(module, config, ctx.root)
-    curves = LossCurves(settings.log_every_n_steps)
-    callbacks: list[L.Callback] = [curves]
+    seq_length = int(data.meta["seq_length"])
+    tokens_per_step = train.batch_size * accumulate * seq_length * world_size(settings)
+    curves = LossCurves(settings.log_every_n_steps, tokens_per_step)
+    flops = flops_per_token(config, module.net.num_parameters(), seq_length)
+    callbacks: list[L.Callback] = [curves, Throughput(settings.log_every_n_steps, tokens_per_step, flops)]
     checkpoints = resume_dir(ctx, data)
     resume_from = checkpoints / "last.ckpt" if train.resume and (checkpoints / "last.ckpt").is_file() else None
     if train.checkpoint_every_n_steps:
@@ -167,6 +177,7 @@ def run_train(ctx: StageContext) -> None:
     shutil.rmtree(checkpoints, ignore_errors=True)
     write_curve(ctx.output(TRAIN_CURVE), curves.train)
     write_curve(ctx.output(VAL_CURVE), curves.val)
+    write_schedule(ctx.output(LR_CURVE), curves.schedule)
     log.info("wrote %s, %s, %s", ctx.output(layout.CHECKPOINTS), ctx.output(TRAIN_CURVE),
              ctx.output(VAL_CURVE))
     ctx.write_metrics({**train_metrics(curves, trainer.global_step, data, module), "environment": environment(device)})
