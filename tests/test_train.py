@@ -283,3 +283,22 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path: Path, smoke_cfg: Dict
     for rel in OUTPUTS:
         assert (tmp_path / "killed" / rel).read_bytes() == (tmp_path / "whole" / rel).read_bytes(), rel
     assert not list((tmp_path / "killed" / ".cache").rglob("*.ckpt"))
+
+
+def test_the_fsdp_preset_shards_by_decoder_layer() -> None:
+    from hydra.utils import instantiate
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from starbuild.core.config import compose
+    from starbuild.model.starcoder2 import DecoderLayer
+    from starbuild.train.config import TrainerConfig
+    from starbuild.train.stage import world_size
+    from tests.conftest import REPO_ROOT
+
+    cfg = compose(["trainer=fsdp", "trainer.num_nodes=4"], conf_dir=REPO_ROOT / "conf")
+    strategy = instantiate(cfg.trainer.strategy)
+    assert isinstance(strategy, FSDPStrategy)
+    assert strategy.kwargs["auto_wrap_policy"]._module_classes == {DecoderLayer}
+    assert strategy._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes == {DecoderLayer}
+    settings = TrainerConfig(**OmegaConf.to_container(cfg.trainer))
+    assert (settings.accelerator, settings.precision, world_size(settings)) == ("gpu", "bf16-mixed", 32)

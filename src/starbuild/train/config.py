@@ -45,6 +45,9 @@ class TrainerConfig:
     limit_val_batches: int
     log_every_n_steps: int
     deterministic: bool
+    # Lightning's strategy name, or a `_target_` mapping that builds one (conf/trainer/fsdp.yaml).
+    strategy: Any = "auto"
+    num_nodes: int = 1
 
     def __post_init__(self) -> None:
         for key in ("max_steps", "val_check_interval", "log_every_n_steps"):

@@ -23,6 +23,10 @@ from starbuild.model.checkpoint import save_checkpoint
 from starbuild.model.hf import load_hf, shape_mismatches
 from starbuild.model.starcoder2 import ModelConfig
 from starbuild.tokenizer.pack import read_meta
+
+# Built by name from conf/trainer/ (`_target_: starbuild.train.strategies.fsdp`): code this stage runs,
+# so imported here to make it one of the stage's deps.
+from starbuild.train import strategies  # noqa: F401
 from starbuild.train.config import OptimConfig, TrainConfig, TrainerConfig
 from starbuild.train.curves import LossCurves, write_curve, write_schedule
 from starbuild.train.data import TokenDataModule
@@ -56,8 +60,9 @@ def check_tokens_fit(meta: dict[str, Any], config: ModelConfig) -> None:
 
 
 def world_size(settings: TrainerConfig) -> int:
-    """Processes that each train on their own micro-batches (devices given as a count; else 1)."""
-    return settings.devices if isinstance(settings.devices, int) and settings.devices > 0 else 1
+    """Processes that each train on their own micro-batches: devices (given as a count; else 1) x nodes."""
+    devices = settings.devices if isinstance(settings.devices, int) and settings.devices > 0 else 1
+    return devices * settings.num_nodes
 
 
 def micro_batches_per_step(train: TrainConfig, settings: TrainerConfig, seq_length: int) -> int:
