@@ -55,8 +55,10 @@ class LossCurves(L.Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if not isinstance(loss, torch.Tensor):
             return
-        # Lightning hands callbacks the loss already divided by the accumulation count.
-        self._window_sum += float(loss.detach().float().item()) * trainer.accumulate_grad_batches
+        # The mean over the processes (a no-op with one), and Lightning hands callbacks the loss already
+        # divided by the accumulation count.
+        loss = trainer.strategy.reduce(loss.detach().float(), reduce_op="mean")
+        self._window_sum += float(loss.item()) * trainer.accumulate_grad_batches
         self._window_count += 1
         step = trainer.global_step
         if step == self._step:  # an accumulating micro-batch: no optimizer step yet

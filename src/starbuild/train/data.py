@@ -97,9 +97,15 @@ class TokenDataModule(L.LightningDataModule):
         return TokenSequences(open_tokens(self.tokens_dir, split))
 
     def train_dataloader(self) -> DataLoader:
-        """The micro-batches of steps start_step + 1 to max_steps: the Trainer stops at max_steps."""
+        """The micro-batches of steps start_step + 1 to max_steps: the Trainer stops at max_steps.
+
+        With several processes, Lightning hands process r every world_size-th index of this order, so the
+        processes of one step together read the sequences one process would read with world_size times
+        the batch.
+        """
         dataset = self._dataset(TRAIN)
-        per_step = self.batch_size * self.accumulate
+        world = self.trainer.world_size if self.trainer is not None else 1
+        per_step = self.batch_size * self.accumulate * world
         sampler = SeededEpochSampler(len(dataset), self.max_steps * per_step, self.seed,
                                      start=self.start_step * per_step)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True)

@@ -41,7 +41,7 @@ class CausalLM(L.LightningModule):
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         """Loss of one val batch; Lightning averages them into val/loss."""
-        self.log("val/loss", self._loss(batch), prog_bar=True, batch_size=batch.shape[0])
+        self.log("val/loss", self._loss(batch), prog_bar=True, batch_size=batch.shape[0], sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW, decaying matrices and embeddings only (not biases or norms), stepped per batch."""

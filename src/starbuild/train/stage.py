@@ -176,6 +176,8 @@ def run_train(ctx: StageContext) -> None:
             # So that the final val loss belongs to the final weights whatever the interval.
             trainer.validate(module, datamodule=data, verbose=False)
 
+    if not trainer.is_global_zero:
+        return  # with several processes, the first writes the outputs
     with atomic_output(ctx.output(layout.CHECKPOINTS)) as tmp:
         save_checkpoint(module.net, tmp)
     # The run is complete: its resumable checkpoint would only take space.
