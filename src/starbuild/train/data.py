@@ -28,34 +28,50 @@ class TokenSequences(Dataset):
 
 
 class SeededEpochSampler(Sampler[int]):
-    """Indices `start` to `num_samples` of shuffled passes over the data, pass e shuffled by rng([seed, e]).
+    """Positions `start` to `num_samples` of shuffled passes over the data, pass e shuffled by rng([seed, e]);
+    of those, the ones of process `rank` of `world`: every world-th position from the rank-th.
 
     The order depends only on (seed, n, num_samples), never on global RNG state, so a rerun sees the
-    same sequences at the same step, and a run resumed after `start` samples sees the rest of them.
+    same sequences at the same step, a run resumed after `start` samples sees the rest of them, and
+    `world` processes together read what one process reads.
     """
 
-    def __init__(self, n: int, num_samples: int, seed: int, start: int = 0) -> None:
+    def __init__(self, n: int, num_samples: int, seed: int, start: int = 0, rank: int = 0, world: int = 1) -> None:
         self.n = n
         self.num_samples = num_samples
         self.seed = seed
         self.start = min(start, num_samples)
+        self.rank = rank
+        self.world = world
 
     def __len__(self) -> int:
         # The whole run's length even when resumed: Lightning restores the epoch's batch count from the
         # checkpoint and counts on from it, so the epoch (and the iteration here) ends at the last step.
-        return self.num_samples
+        return self.num_samples // self.world
 
     def __iter__(self) -> Iterator[int]:
         epoch = self.start // self.n if self.n else 0
-        skip = self.start - epoch * self.n
-        produced = epoch * self.n
-        while produced < self.num_samples:
+        position = epoch * self.n
+        while position < self.num_samples:
             order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            for index in order[skip : self.num_samples - produced]:
-                yield int(index)
-            produced += min(self.n, self.num_samples - produced)
-            skip = 0
+            for index in order[: self.num_samples - position]:
+                if position >= self.start and position % self.world == self.rank:
+                    yield int(index)
+                position += 1
             epoch += 1
+
+
+class StridedSampler(Sampler[int]):
+    """0 .. n-1 in order, the share of process `rank` of `world`: rank, rank + world, …"""
+
+    def __init__(self, n: int, rank: int = 0, world: int = 1) -> None:
+        self.indices = range(rank, n, world)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
 
 
 class TokenDataModule(L.LightningDataModule):
@@ -104,12 +120,19 @@ class TokenDataModule(L.LightningDataModule):
         the batch.
         """
         dataset = self._dataset(TRAIN)
-        world = self.trainer.world_size if self.trainer is not None else 1
+        rank, world = self._process()
         per_step = self.batch_size * self.accumulate * world
         sampler = SeededEpochSampler(len(dataset), self.max_steps * per_step, self.seed,
-                                     start=self.start_step * per_step)
+                                     start=self.start_step * per_step, rank=rank, world=world)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
-        """Val sequences in file order; the Trainer's limit_val_batches bounds how many."""
-        return DataLoader(self._dataset(VAL), batch_size=self.batch_size, shuffle=False)
+        """Val sequences in file order, each process every world-th; limit_val_batches bounds how many."""
+        dataset = self._dataset(VAL)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=StridedSampler(len(dataset), *self._process()))
+
+    def _process(self) -> tuple[int, int]:
+        """(rank, world size) of this process; (0, 1) without a Trainer."""
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size

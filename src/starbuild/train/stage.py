@@ -87,6 +87,9 @@ def build_trainer(section: DictConfig, settings: TrainerConfig, callbacks: list[
         # Lightning counts the interval in (micro-)batches, and rejects one longer than the single epoch.
         val_check_interval=min(settings.val_check_interval, settings.max_steps) * accumulate,
         limit_val_batches=val_batches,
+        # The data module splits the batches between processes itself (TokenDataModule): Lightning's
+        # distributed sampler would reshuffle the seeded order.
+        use_distributed_sampler=False,
         num_sanity_val_steps=0,
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         logger=False,
@@ -187,10 +190,11 @@ def run_train(ctx: StageContext) -> None:
     write_schedule(ctx.output(LR_CURVE), curves.schedule)
     log.info("wrote %s, %s, %s", ctx.output(layout.CHECKPOINTS), ctx.output(TRAIN_CURVE),
              ctx.output(VAL_CURVE))
-    ctx.write_metrics({**train_metrics(curves, trainer.global_step, data, module), "environment": environment(device)})
+    ctx.write_metrics({**train_metrics(curves, trainer.global_step, tokens_per_step, module),
+                       "environment": environment(device)})
 
 
-def train_metrics(curves: LossCurves, steps: int, data: TokenDataModule, module: CausalLM) -> dict[str, Any]:
+def train_metrics(curves: LossCurves, steps: int, tokens_per_step: int, module: CausalLM) -> dict[str, Any]:
     """First and final losses, steps, tokens read and parameter count."""
     def last(curve: list[tuple[int, float]]) -> float | None:
         return round(curve[-1][1], 6) if curve else None
@@ -200,6 +204,6 @@ def train_metrics(curves: LossCurves, steps: int, data: TokenDataModule, module:
         "train_loss_final": last(curves.train),
         "val_loss_final": last(curves.val),
         "steps": steps,
-        "tokens_seen": steps * data.batch_size * data.accumulate * int(data.meta["seq_length"]),
+        "tokens_seen": steps * tokens_per_step,
         "parameters": module.net.num_parameters(),
     }
