@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 
 from starbuild.core import layout
 from tests.conftest import REPO_ROOT
-from tests.test_train import write_tokens
+from tests.test_train import hand_run_project
 
 pytestmark = pytest.mark.skipif(
     torch.backends.cpu.get_cpu_capability().lower() not in {"avx2", "avx512"},
@@ -37,12 +36,7 @@ OTHER_MACHINES = {
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """conf/, stages/ and dvc.yaml with smoke-sized data/tokens, for hand runs of the train stage."""
-    root = tmp_path_factory.mktemp("project")
-    for name in ("conf", "stages"):
-        shutil.copytree(REPO_ROOT / name, root / name)
-    shutil.copy(REPO_ROOT / layout.DVC_YAML, root / layout.DVC_YAML)
-    write_tokens(root, seq_length=64)
-    return root
+    return hand_run_project(tmp_path_factory.mktemp("project"))
 
 
 def train_md5(project: Path, name: str, env: dict[str, str], *overrides: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -52,6 +53,17 @@ def write_tokens(root: Path, seq_length: int, vocab_size: int = 300, train: int 
     meta = {"dtype": "uint16", "seq_length": seq_length, "vocab_size": vocab_size,
             "train_sequences": train, "val_sequences": val, **meta_overrides}
     (directory / "meta.json").write_text(json.dumps(meta, sort_keys=True), encoding="utf-8")
+
+
+def hand_run_project(root: Path) -> Path:
+    """conf/, stages/ and dvc.yaml with smoke-sized data/tokens under `root`, for hand runs of the train stage."""
+    from tests.conftest import REPO_ROOT
+
+    for name in ("conf", "stages"):
+        shutil.copytree(REPO_ROOT / name, root / name)
+    shutil.copy(REPO_ROOT / layout.DVC_YAML, root / layout.DVC_YAML)
+    write_tokens(root, seq_length=64)
+    return root
 
 
 def context(root: Path, cfg: DictConfig) -> StageContext:

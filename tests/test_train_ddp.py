@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from safetensors.torch import load_file
 
 from starbuild.core import layout
 from tests.conftest import REPO_ROOT
-from tests.test_train import read_curve, write_tokens
+from tests.test_train import hand_run_project, read_curve
 
 pytestmark = pytest.mark.e2e
 
@@ -22,12 +21,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """conf/, stages/ and dvc.yaml with smoke-sized data/tokens, for hand runs of the train stage."""
-    root = tmp_path_factory.mktemp("ddp")
-    for name in ("conf", "stages"):
-        shutil.copytree(REPO_ROOT / name, root / name)
-    shutil.copy(REPO_ROOT / layout.DVC_YAML, root / layout.DVC_YAML)
-    write_tokens(root, seq_length=64)
-    return root
+    return hand_run_project(tmp_path_factory.mktemp("ddp"))
 
 
 def train(project: Path, name: str, *overrides: str) -> tuple[Path, str]:
