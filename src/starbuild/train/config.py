@@ -66,6 +66,8 @@ class TrainConfig:
     # Tokens per optimizer step over all devices, reached by accumulating micro-batches; None: one
     # micro-batch per step. Must be a multiple of batch_size x seq_length x devices.
     global_batch_tokens: int | None = None
+    # torch.compile the inner network (a GPU speed-up; the numbers then depend on the compiled kernels).
+    compile: bool = False
     # A resumable checkpoint every this many steps (0: none), kept outside DVC's outs until the run ends.
     checkpoint_every_n_steps: int = 0
     # Continue from the checkpoint of an interrupted run with the same settings and data.

@@ -24,11 +24,23 @@ def lr_at(step: int, cfg: OptimConfig, max_steps: int) -> float:
 class CausalLM(L.LightningModule):
     """Trains a StarCoder2 on packed sequences: predict token t+1 from tokens ≤ t."""
 
-    def __init__(self, model_config: ModelConfig, optim: OptimConfig, max_steps: int) -> None:
+    def __init__(self, model_config: ModelConfig, optim: OptimConfig, max_steps: int,
+                 compile_net: bool = False) -> None:
         super().__init__()
         self.net = StarCoder2(model_config)
         self.optim = optim
         self.max_steps = max_steps
+        self.compile_net = compile_net
+
+    def setup(self, stage: str) -> None:
+        """Compile the inner network (not this LightningModule: torch.compile of it breaks self.log on
+        torch 2.13 with Lightning 2.6, orchestration reference §4.2)."""
+        if self.compile_net and stage == "fit" and not hasattr(self.net, "_orig_mod"):
+            self.net = torch.compile(self.net)
+
+    def plain_net(self) -> StarCoder2:
+        """The network itself, without a compile wrapper: what checkpoints and exports hold."""
+        return getattr(self.net, "_orig_mod", self.net)
 
     def _loss(self, batch: torch.Tensor) -> torch.Tensor:
         return next_token_loss(self.net(batch[:, :-1]), batch[:, 1:])

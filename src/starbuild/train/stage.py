@@ -153,7 +153,7 @@ def run_train(ctx: StageContext) -> None:
              data.split_size(layout.TRAIN), data.split_size(layout.VAL), data.meta["seq_length"])
 
     L.seed_everything(int(cfg.seed), workers=True)
-    module = CausalLM(config, optim, settings.max_steps)
+    module = CausalLM(config, optim, settings.max_steps, compile_net=train.compile)
     if config.init_from:
         start_from(module, config, ctx.root)
     seq_length = int(data.meta["seq_length"])
@@ -182,7 +182,7 @@ def run_train(ctx: StageContext) -> None:
     if not trainer.is_global_zero:
         return  # with several processes, the first writes the outputs
     with atomic_output(ctx.output(layout.CHECKPOINTS)) as tmp:
-        save_checkpoint(module.net, tmp)
+        save_checkpoint(module.plain_net(), tmp)
     # The run is complete: its resumable checkpoint would only take space.
     shutil.rmtree(checkpoints, ignore_errors=True)
     write_curve(ctx.output(TRAIN_CURVE), curves.train)
@@ -205,5 +205,5 @@ def train_metrics(curves: LossCurves, steps: int, tokens_per_step: int, module: 
         "val_loss_final": last(curves.val),
         "steps": steps,
         "tokens_seen": steps * tokens_per_step,
-        "parameters": module.net.num_parameters(),
+        "parameters": module.plain_net().num_parameters(),
     }
