@@ -56,9 +56,11 @@ def main() -> None:
         print(f"corpus: {len(texts)} documents, {size / 1e6:.1f} MB, tokenizer of {tokenizer.get_vocab_size()} ids")
 
         start = time.perf_counter()
-        with (Path(tmp) / "train.bin").open("wb") as handle:
-            dtype = pack.token_dtype(tokenizer.get_vocab_size())
-            packer = pack.Packer(handle, int(cfg.tokenizer.pack.seq_length), dtype)
+        config = pack.PackConfig(**cfg.tokenizer.pack)
+        dtype = pack.token_dtype(tokenizer.get_vocab_size())
+        out = Path(tmp) / "tokens"
+        with pack.ShardWriter(out, "train", config.seq_length, config.shard_sequences, dtype) as writer:
+            packer = pack.Packer(writer, config.seq_length, dtype)
             tokenize_split(tokenizer, shards, packer, chunk_bytes, "tokenize")
         stage_s = time.perf_counter() - start
 

@@ -101,10 +101,9 @@ def test_no_table_names_an_opted_out_origin(built: Path) -> None:
 
 def test_the_packed_tokens_hold_no_opted_out_text(built: Path) -> None:
     tokenizer = bpe.load_tokenizer(built / layout.TOKENIZER)
-    meta = pack.read_meta(built / layout.TOKENS)
-    text = "".join(tokenizer.decode(np.asarray(pack.open_tokens(built / layout.TOKENS, split)).ravel().tolist(),
-                                    skip_special_tokens=False)
-                   for split in layout.SPLITS)
-    assert meta["train_sequences"] > 0
+    index = pack.read_index(built / layout.TOKENS)
+    rows = [row for split in layout.SPLITS for row in pack.TokenShards(built / layout.TOKENS, split)]
+    text = tokenizer.decode(np.concatenate(rows).tolist(), skip_special_tokens=False)
+    assert index["splits"]["train"]["sequences"] > 0
     for origin, kept in PLANTED.items():
         assert (marker(origin) in text) == kept, origin

@@ -19,6 +19,7 @@ from starbuild.core import layout
 from starbuild.core.stage import StageContext, StageError
 from starbuild.model.checkpoint import load_checkpoint
 from starbuild.model.starcoder2 import ModelConfig
+from starbuild.tokenizer import pack
 from starbuild.train.config import OptimConfig
 from starbuild.train.data import SeededEpochSampler
 from starbuild.train.module import lr_at
@@ -36,23 +37,24 @@ OUTPUTS = [
 
 
 def write_tokens(root: Path, seq_length: int, vocab_size: int = 300, train: int = 64, val: int = 16,
-                 **meta_overrides: object) -> None:
-    """data/tokens as the tokenize stage lays it out, holding learnable sequences.
+                 shard_sequences: int = 24) -> None:
+    """data/tokens as the tokenize stage lays it out (several shards per split), holding learnable sequences.
 
     Each row counts up from a random start with step 1 or 2 through 31 ids (mod 31), so the
     next token is predictable and a few steps already lower the loss.
     """
     rng = np.random.default_rng(0)
     directory = root / layout.TOKENS
-    directory.mkdir(parents=True)
+    splits = {}
     for split, n in (("train", train), ("val", val)):
         start = rng.integers(0, 31, size=(n, 1))
         step = rng.integers(1, 3, size=(n, 1))
         rows = ((start + step * np.arange(seq_length)) % 31 + 9).astype("<u2")
-        (directory / f"{split}.bin").write_bytes(rows.tobytes())
-    meta = {"dtype": "uint16", "seq_length": seq_length, "vocab_size": vocab_size,
-            "train_sequences": train, "val_sequences": val, **meta_overrides}
-    (directory / "meta.json").write_text(json.dumps(meta, sort_keys=True), encoding="utf-8")
+        with pack.ShardWriter(directory, split, seq_length, shard_sequences, rows.dtype) as writer:
+            writer.write(rows.ravel())
+        splits[split] = {"sequences": n, "tokens": n * seq_length, "dropped_tail_tokens": 0, "shards": writer.shards}
+    pack.write_index(directory, {"dtype": "uint16", "seq_length": seq_length, "vocab_size": vocab_size,
+                                 "shard_sequences": shard_sequences, "splits": splits})
 
 
 def hand_run_project(root: Path) -> Path:
@@ -167,11 +169,23 @@ def test_missing_tokens_name_the_stage_to_run(tmp_path: Path, smoke_cfg: DictCon
 
 def test_truncated_tokens_fail_clearly(tmp_path: Path, smoke_cfg: DictConfig) -> None:
     write_tokens(tmp_path, smoke_cfg.tokenizer.pack.seq_length)
-    train_bin = tmp_path / layout.TOKENS / "train.bin"
+    train_bin = tmp_path / layout.TOKENS / "train" / "part-00001.bin"
     train_bin.write_bytes(train_bin.read_bytes()[:-2])
     with pytest.raises(StageError, match=r"^data/tokens is not readable \(.*\); restore it with `dvc checkout "
                                          r"data/tokens` or rebuild it with `dvc repro -f -s tokenize`$"):
         run_train(context(tmp_path, smoke_cfg))
+
+
+def test_a_shard_changed_in_place_fails_before_training(tmp_path: Path, smoke_cfg: DictConfig) -> None:
+    write_tokens(tmp_path, smoke_cfg.tokenizer.pack.seq_length)
+    shard = tmp_path / layout.TOKENS / "val" / "part-00000.bin"
+    data = bytearray(shard.read_bytes())
+    data[5] ^= 0x40
+    shard.write_bytes(bytes(data))
+    with pytest.raises(StageError, match=r"^data/tokens is not readable \(ValueError: .*val/part-00000.bin does not "
+                                         r"match its SHA-256"):
+        run_train(context(tmp_path, smoke_cfg))
+    assert not (tmp_path / layout.CHECKPOINTS).exists()
 
 
 def test_bad_model_shape_fails_clearly(tmp_path: Path, smoke_cfg: DictConfig) -> None:

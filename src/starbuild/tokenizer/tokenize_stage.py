@@ -90,7 +90,7 @@ def tokenize_split(
 
 
 def run_tokenize(ctx: StageContext) -> None:
-    """Encode the train and val documents and pack them into data/tokens/{train,val}.bin + meta.json."""
+    """Encode the train and val documents and pack them into data/tokens/<split>/part-*.bin + index.json."""
     config = ctx.section("tokenizer.pack", pack.PackConfig)
     seq_length, chunk_bytes = config.seq_length, config.encode_chunk_bytes
     with ctx.reading(layout.TOKENIZER / layout.TOKENIZER_FILE) as path:
@@ -100,28 +100,28 @@ def run_tokenize(ctx: StageContext) -> None:
     vocab_size = tokenizer.get_vocab_size()
     dtype = pack.token_dtype(vocab_size)
 
-    meta: dict[str, Any] = {"dtype": dtype.name, "seq_length": seq_length, "vocab_size": vocab_size,
-                            "dropped_tail_tokens": {}}
+    index: dict[str, Any] = {"dtype": dtype.name, "seq_length": seq_length, "vocab_size": vocab_size,
+                             "shard_sequences": config.shard_sequences, "splits": {}}
     metrics: dict[str, Any] = {"dtype": dtype.name, "seq_length": seq_length, "vocab_size": vocab_size}
     out = ctx.output(layout.TOKENS)
     with atomic_output(out) as tmp:
         for split in layout.SPLITS:
             shards = ctx.input_shards(layout.DOCS / split, schemas.DOCS)
             log.info("tokenizing %s: %d shards", split, len(shards))
-            with pack.bin_file(tmp, split).open("wb") as handle:
-                packer = pack.Packer(handle, seq_length, dtype)
+            with pack.ShardWriter(tmp, split, seq_length, config.shard_sequences, dtype) as writer:
+                packer = pack.Packer(writer, seq_length, dtype)
                 stats = tokenize_split(tokenizer, shards, packer, chunk_bytes, f"tokenize: {split}")
             if packer.sequences == 0:
                 raise StageError(
                     f"the {split} split has {packer.tokens} tokens ({stats.docs} docs), fewer tokens "
                     f"than seq_length={seq_length}: lower tokenizer.pack.seq_length or add origins"
                 )
-            meta[f"{split}_sequences"] = packer.sequences
-            meta[f"{split}_tokens"] = packer.packed_tokens
-            meta["dropped_tail_tokens"][split] = packer.dropped_tail
-            metrics[split] = stats.metrics(packer)
-            log.info("%s: %d docs -> %d tokens -> %d sequences of %d (%d tail tokens dropped)", split,
-                     stats.docs, packer.tokens, packer.sequences, seq_length, packer.dropped_tail)
-        pack.write_meta(tmp, meta)
+            index["splits"][split] = {"sequences": packer.sequences, "tokens": packer.packed_tokens,
+                                      "dropped_tail_tokens": packer.dropped_tail, "shards": writer.shards}
+            metrics[split] = stats.metrics(packer) | {"shards": len(writer.shards)}
+            log.info("%s: %d docs -> %d tokens -> %d sequences of %d in %d shards (%d tail tokens dropped)",
+                     split, stats.docs, packer.tokens, packer.sequences, seq_length, len(writer.shards),
+                     packer.dropped_tail)
+        pack.write_index(tmp, index)
     log.info("wrote %s", out)
     ctx.write_metrics(metrics)

@@ -11,17 +11,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from starbuild.core.layout import SPLITS, TRAIN, VAL
-from starbuild.tokenizer.pack import open_tokens, read_meta
+from starbuild.tokenizer.pack import TokenShards, read_index, verify_shards
 
 
 class TokenSequences(Dataset):
-    """Rows of a memory-mapped (n_sequences, seq_length) token array, as int64 tensors."""
+    """The packed rows of one split, memory-mapped from its shards, as int64 tensors."""
 
-    def __init__(self, rows: np.ndarray) -> None:
+    def __init__(self, rows: TokenShards) -> None:
         self.rows = rows
 
     def __len__(self) -> int:
-        return int(self.rows.shape[0])
+        return len(self.rows)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return torch.from_numpy(np.asarray(self.rows[index], dtype=np.int64))
@@ -85,7 +85,7 @@ class TokenDataModule(L.LightningDataModule):
         # Micro-batches per optimizer step.
         self.accumulate = accumulate
         self.seed = seed
-        self.meta = read_meta(self.tokens_dir)
+        self.index = read_index(self.tokens_dir)
         # Optimizer steps already taken by the run this one resumes (restored from its checkpoint).
         self.start_step = 0
 
@@ -98,19 +98,17 @@ class TokenDataModule(L.LightningDataModule):
         self.start_step = int(state_dict["step"])
 
     def split_size(self, split: str) -> int:
-        """Number of sequences in `split` according to meta.json."""
-        return int(self.meta[f"{split}_sequences"])
+        """Number of sequences in `split` according to index.json."""
+        return int(self.index["splits"][split]["sequences"])
 
     def check_files(self) -> None:
-        """Open every non-empty split once, so a truncated file fails before training starts."""
+        """Open every split and check every shard's hash, so a damaged file fails before training starts."""
         for split in SPLITS:
             self._dataset(split)
+        verify_shards(self.tokens_dir)
 
     def _dataset(self, split: str) -> TokenSequences:
-        # np.memmap cannot map an empty file, and an empty split has nothing to read anyway.
-        if self.split_size(split) == 0:
-            return TokenSequences(np.empty((0, int(self.meta["seq_length"])), dtype=np.int64))
-        return TokenSequences(open_tokens(self.tokens_dir, split))
+        return TokenSequences(TokenShards(self.tokens_dir, split))
 
     def train_dataloader(self) -> DataLoader:
         """The micro-batches of steps start_step + 1 to max_steps: the Trainer stops at max_steps.

@@ -22,7 +22,7 @@ from starbuild.determinism import environment, pin_stage
 from starbuild.model.checkpoint import save_checkpoint
 from starbuild.model.hf import load_hf, shape_mismatches
 from starbuild.model.starcoder2 import ModelConfig
-from starbuild.tokenizer.pack import read_meta
+from starbuild.tokenizer.pack import read_index
 
 # Built by name from conf/trainer/ (`_target_: starbuild.train.strategies.fsdp`): code this stage runs,
 # so imported here to make it one of the stage's deps.
@@ -42,20 +42,20 @@ VAL_CURVE = layout.PLOTS / "val_loss.csv"
 LR_CURVE = layout.PLOTS / "train_lr.csv"
 
 
-def check_tokens_fit(meta: dict[str, Any], config: ModelConfig) -> None:
+def check_tokens_fit(index: dict[str, Any], config: ModelConfig) -> None:
     """Fail when the packed sequences or the tokenizer's ids do not fit the model."""
-    if int(meta["seq_length"]) > config.max_position_embeddings:
+    if int(index["seq_length"]) > config.max_position_embeddings:
         raise StageError(
-            f"packed sequences hold {meta['seq_length']} tokens but model.max_position_embeddings is "
+            f"packed sequences hold {index['seq_length']} tokens but model.max_position_embeddings is "
             f"{config.max_position_embeddings}; lower tokenizer.pack.seq_length or raise "
             "model.max_position_embeddings"
         )
-    if int(meta["vocab_size"]) > config.vocab_size:
+    if int(index["vocab_size"]) > config.vocab_size:
         raise StageError(
-            f"the tokenizer has {meta['vocab_size']} tokens but model.vocab_size is {config.vocab_size}; "
+            f"the tokenizer has {index['vocab_size']} tokens but model.vocab_size is {config.vocab_size}; "
             "set model.vocab_size to at least the tokenizer's size"
         )
-    if int(meta["train_sequences"]) == 0:
+    if int(index["splits"][layout.TRAIN]["sequences"]) == 0:
         raise StageError("data/tokens holds no train sequences; add data or lower tokenizer.pack.seq_length")
 
 
@@ -103,14 +103,13 @@ def resume_dir(ctx: StageContext, data: TokenDataModule) -> Path:
     """Where this run's resumable checkpoint lives: keyed by the train stage's settings and data/tokens.
 
     A run with other settings or other tokens never picks up this one's checkpoint. The tokens are
-    identified by meta.json and the files' sizes (hashing them whole would cost as much as a pass).
+    identified by index.json, which holds every shard's SHA-256.
     """
     settings = {key: OmegaConf.to_container(ctx.cfg[key], resolve=True) for key in ("model", "trainer", "optim",
                                                                                     "runtime")}
     settings.update(seed=int(ctx.cfg.seed), batch_size=int(ctx.cfg.train.batch_size),
                     global_batch_tokens=ctx.cfg.train.get("global_batch_tokens"))
-    tokens = {path.name: path.stat().st_size for path in sorted(data.tokens_dir.iterdir())}
-    key = hashlib.sha256(json.dumps([settings, data.meta, tokens], sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([settings, data.index], sort_keys=True).encode()).hexdigest()[:16]
     return ctx.root / RESUME_ROOT / key
 
 
@@ -141,22 +140,22 @@ def run_train(ctx: StageContext) -> None:
     optim = ctx.section("optim", OptimConfig)
     train = ctx.section("train", TrainConfig)
     with ctx.reading(layout.TOKENS):
-        meta = read_meta(tokens_dir)
-        accumulate = micro_batches_per_step(train, settings, int(meta["seq_length"]))
+        index = read_index(tokens_dir)
+        accumulate = micro_batches_per_step(train, settings, int(index["seq_length"]))
         data = TokenDataModule(tokens_dir, train.batch_size, settings.max_steps, int(cfg.seed), accumulate)
         data.check_files()
-    check_tokens_fit(data.meta, config)
+    check_tokens_fit(data.index, config)
     val_batches = settings.limit_val_batches if data.split_size(layout.VAL) else 0
     if not val_batches:
         log.warning("data/tokens holds no val sequences (or trainer.limit_val_batches is 0): no validation")
     log.info("read %s: %d train / %d val sequences of %d tokens", tokens_dir,
-             data.split_size(layout.TRAIN), data.split_size(layout.VAL), data.meta["seq_length"])
+             data.split_size(layout.TRAIN), data.split_size(layout.VAL), data.index["seq_length"])
 
     L.seed_everything(int(cfg.seed), workers=True)
     module = CausalLM(config, optim, settings.max_steps, compile_net=train.compile)
     if config.init_from:
         start_from(module, config, ctx.root)
-    seq_length = int(data.meta["seq_length"])
+    seq_length = int(data.index["seq_length"])
     tokens_per_step = train.batch_size * accumulate * seq_length * world_size(settings)
     curves = LossCurves(settings.log_every_n_steps, tokens_per_step)
     flops = flops_per_token(config, module.net.num_parameters(), seq_length)
