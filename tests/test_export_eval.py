@@ -20,7 +20,7 @@ from starbuild.eval.val_loss import token_byte_lengths, val_token_stream, window
 from starbuild.model.checkpoint import load_checkpoint, save_checkpoint
 from starbuild.model.stage import run_export
 from starbuild.model.starcoder2 import ModelConfig, StarCoder2
-from starbuild.special_tokens import SPECIAL_TOKENS
+from starbuild.special_tokens import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, SPECIAL_TOKENS
 from tests.factories import doc_row, stage_context, write_table
 
 
@@ -95,6 +95,10 @@ def test_export_loads_in_transformers_with_the_same_logits(built: Path, smoke_cf
     assert hf_tokenizer.decode(source.encode(VAL_DOCS[0]).ids) == VAL_DOCS[0]
     # Every special token is named, so generated text can be shown without them.
     assert set(hf_tokenizer.all_special_tokens) == set(SPECIAL_TOKENS)
+    # FIM prompts encode their tokens as single ids, as StarCoder2's infilling expects.
+    fim = hf_tokenizer(f"{FIM_PREFIX}def f():{FIM_SUFFIX}    return x{FIM_MIDDLE}")["input_ids"]
+    assert [fim[0], fim[-1]] == [SPECIAL_TOKENS.index(FIM_PREFIX), SPECIAL_TOKENS.index(FIM_MIDDLE)]
+    assert SPECIAL_TOKENS.index(FIM_SUFFIX) in fim
     redacted = "key = '<KEY>'  # ask <NAME>"
     assert hf_tokenizer.decode(hf_tokenizer(redacted)["input_ids"], skip_special_tokens=True) == "key = ''  # ask "
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from starbuild.core import layout
@@ -130,6 +131,28 @@ def test_the_lr_curve_follows_the_schedule_and_counts_tokens(tmp_path: Path, smo
         # The rate the next step uses, after the scheduler stepped `step` times.
         assert lr == pytest.approx(lr_at(step, optim, smoke_cfg.trainer.max_steps), rel=1e-5)
         assert tokens == step * smoke_cfg.train.batch_size * seq_length
+
+
+def test_throughput_is_logged_beside_the_outs(tmp_path: Path, smoke_cfg: DictConfig) -> None:
+    seq_length = smoke_cfg.tokenizer.pack.seq_length
+    write_tokens(tmp_path, seq_length)
+    run_train(context(tmp_path, smoke_cfg))
+    lines = (tmp_path / "logs" / "train_throughput.csv").read_text().splitlines()
+    assert lines[0] == "step,tokens,tokens_per_s,mfu"
+    rows = [line.split(",") for line in lines[1:]]
+    every = smoke_cfg.trainer.log_every_n_steps
+    assert [int(step) for step, *_ in rows] == list(range(every, smoke_cfg.trainer.max_steps + 1, every))
+    for step, tokens, rate, mfu in rows:
+        assert int(tokens) == int(step) * smoke_cfg.train.batch_size * seq_length
+        # No bf16 peak is known for a CPU, so no MFU.
+        assert float(rate) > 0 and mfu == ""
+    # dvc.yaml plots it, and no stage declares it: its bytes differ from machine to machine.
+    from tests.conftest import REPO_ROOT
+
+    spec = yaml.safe_load((REPO_ROOT / layout.DVC_YAML).read_text())
+    plotted = {file for entry in spec["plots"] for plot in entry.values() for file in plot["y"]}
+    assert plotted == {"logs/train_throughput.csv"}
+    assert layout.producing_out(Path("logs/train_throughput.csv"), REPO_ROOT) is None
 
 
 def test_final_val_loss_is_at_the_last_step(tmp_path: Path, smoke_cfg: DictConfig) -> None:

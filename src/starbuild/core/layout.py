@@ -28,6 +28,8 @@ HF_MODEL = Path("models/hf")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
 REPORTS = Path("reports")
+# What depends on the machine (training throughput): neither a DVC out nor in git.
+LOGS = Path("logs")
 
 # The DAG itself (stage names, order, outs) lives in dvc.yaml alone; these read it.
 DVC_YAML = "dvc.yaml"

@@ -31,7 +31,7 @@ from starbuild.train.config import OptimConfig, TrainConfig, TrainerConfig
 from starbuild.train.curves import LossCurves, write_curve, write_schedule
 from starbuild.train.data import TokenDataModule
 from starbuild.train.module import CausalLM
-from starbuild.train.throughput import Throughput, flops_per_token
+from starbuild.train.throughput import Throughput, flops_per_token, write_rates
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ TRAIN_CURVE = layout.PLOTS / "train_loss.csv"
 RESUME_ROOT = Path(".cache/starbuild/train")
 VAL_CURVE = layout.PLOTS / "val_loss.csv"
 LR_CURVE = layout.PLOTS / "train_lr.csv"
+# Machine-dependent, so beside the outs rather than among them; dvc.yaml's top-level plots show it.
+THROUGHPUT_LOG = layout.LOGS / "train_throughput.csv"
 
 
 def check_tokens_fit(index: dict[str, Any], config: ModelConfig) -> None:
@@ -159,7 +161,8 @@ def run_train(ctx: StageContext) -> None:
     tokens_per_step = train.batch_size * accumulate * seq_length * world_size(settings)
     curves = LossCurves(settings.log_every_n_steps, tokens_per_step)
     flops = flops_per_token(config, module.net.num_parameters(), seq_length)
-    callbacks: list[L.Callback] = [curves, Throughput(settings.log_every_n_steps, tokens_per_step, flops)]
+    throughput = Throughput(settings.log_every_n_steps, tokens_per_step, flops)
+    callbacks: list[L.Callback] = [curves, throughput]
     checkpoints = resume_dir(ctx, data)
     resume_from = checkpoints / "last.ckpt" if train.resume and (checkpoints / "last.ckpt").is_file() else None
     if train.checkpoint_every_n_steps:
@@ -187,6 +190,7 @@ def run_train(ctx: StageContext) -> None:
     write_curve(ctx.output(TRAIN_CURVE), curves.train)
     write_curve(ctx.output(VAL_CURVE), curves.val)
     write_schedule(ctx.output(LR_CURVE), curves.schedule)
+    write_rates(ctx.output(THROUGHPUT_LOG), throughput.rows)
     log.info("wrote %s, %s, %s", ctx.output(layout.CHECKPOINTS), ctx.output(TRAIN_CURVE),
              ctx.output(VAL_CURVE))
     ctx.write_metrics({**train_metrics(curves, trainer.global_step, tokens_per_step, module),
