@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -16,7 +13,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Starcoder2ForCausa
 from starbuild.core import layout, schemas
 from starbuild.core.stage import StageContext, StageError
 from starbuild.eval.stage import run_eval
-from starbuild.eval.val_loss import token_byte_lengths, val_token_stream, windows
 from starbuild.model.checkpoint import load_checkpoint, save_checkpoint
 from starbuild.model.stage import run_export
 from starbuild.model.starcoder2 import ModelConfig, StarCoder2
@@ -166,79 +162,3 @@ def test_a_damaged_model_input_fails_in_one_line_naming_it(
     message = str(info.value)
     assert "\n" not in message and message.startswith(f"{out} is not readable (")
     assert message.endswith(f"restore it with `dvc checkout {out}` or rebuild it with `dvc repro -f -s {producer}`")
-
-
-def test_eval_writes_sane_deterministic_metrics(built: Path, smoke_cfg: DictConfig) -> None:
-    run_export(context("export", built, smoke_cfg))
-    metrics_path = built / layout.metrics_file("eval")
-    run_eval(context("eval", built, smoke_cfg))
-    first_bytes = metrics_path.read_bytes()
-    run_eval(context("eval", built, smoke_cfg))
-    assert metrics_path.read_bytes() == first_bytes
-
-    metrics = json.loads(first_bytes)
-    assert sorted(metrics) == ["bits_per_byte", "bytes", "environment", "tokens", "val_loss"]
-    assert metrics["environment"]["cpu_isa"] == smoke_cfg.runtime.cpu_isa
-    seq_length = smoke_cfg.eval.seq_length
-    tokenizer = Tokenizer.from_file(str(built / layout.HF_MODEL / "tokenizer.json"))
-    # The last document already ends with <|endoftext|>, the others get one appended.
-    stream_size = sum(len(tokenizer.encode(t).ids) for t in VAL_DOCS) + len(VAL_DOCS) - 1
-    expected_windows = min(smoke_cfg.eval.max_tokens // seq_length, (stream_size - 1) // seq_length)
-    assert expected_windows >= 2
-    assert metrics["tokens"] == expected_windows * seq_length
-    # An untrained model is close to uniform over its vocabulary.
-    assert math.isfinite(metrics["val_loss"])
-    assert abs(metrics["val_loss"] - math.log(smoke_cfg.model.vocab_size)) < 0.5
-    assert metrics["bits_per_byte"] > 0
-    assert metrics["bytes"] > metrics["tokens"]
-    assert metrics["bits_per_byte"] == pytest.approx(
-        metrics["val_loss"] * metrics["tokens"] / math.log(2) / metrics["bytes"], rel=1e-5)
-
-
-def test_eval_stops_at_max_tokens(built: Path, smoke_cfg: DictConfig) -> None:
-    run_export(context("export", built, smoke_cfg))
-    cfg = OmegaConf.merge(smoke_cfg, {"eval": {"max_tokens": 2 * smoke_cfg.eval.seq_length + 5}})
-    run_eval(context("eval", built, cfg))
-    metrics = json.loads((built / layout.metrics_file("eval")).read_text(encoding="utf-8"))
-    assert metrics["tokens"] == 2 * smoke_cfg.eval.seq_length
-
-
-def test_eval_fails_clearly_on_too_little_val_text(built: Path, smoke_cfg: DictConfig) -> None:
-    run_export(context("export", built, smoke_cfg))
-    cfg = OmegaConf.merge(smoke_cfg, {"eval": {"seq_length": 100, "max_tokens": 100}})
-    for shard in (built / layout.DOCS / "val").iterdir():
-        shard.unlink()
-    (built / layout.DOCS / "val").rmdir()
-    write_val_docs(built, ["x = 1\n", "y = 2\n"])
-    with pytest.raises(StageError, match="fewer than eval.seq_length"):
-        run_eval(context("eval", built, cfg))
-
-
-def test_eval_window_longer_than_the_model_fails(built: Path, smoke_cfg: DictConfig) -> None:
-    run_export(context("export", built, smoke_cfg))
-    too_long = smoke_cfg.model.max_position_embeddings + 1
-    cfg = OmegaConf.merge(smoke_cfg, {"eval": {"seq_length": too_long, "max_tokens": 4 * too_long}})
-    with pytest.raises(StageError, match="max_position_embeddings"):
-        run_eval(context("eval", built, cfg))
-
-
-def test_token_byte_lengths_add_up_to_the_utf8_bytes() -> None:
-    tokenizer = train_tokenizer()
-    lengths = token_byte_lengths(tokenizer)
-    for text in [*VAL_DOCS, "naïve — 日本語 🙂 <fim_pad>"]:
-        ids = tokenizer.encode(text).ids
-        assert int(lengths[ids].sum()) == len(text.encode("utf-8")), text
-
-
-def test_val_stream_appends_one_eos_and_windows_do_not_overlap() -> None:
-    tokenizer = train_tokenizer()
-    stream = val_token_stream(["a = 1\n", "b<|endoftext|>"], tokenizer, "<|endoftext|>", limit=1000)
-    first = tokenizer.encode("a = 1\n").ids
-    assert stream.tolist() == [*first, 0, *tokenizer.encode("b").ids, 0]
-    assert val_token_stream(["a = 1\n"] * 50, tokenizer, "<|endoftext|>", limit=7).size == 7
-
-    ids = np.arange(23)
-    batch = windows(ids, seq_length=5, max_tokens=100)
-    assert batch.shape == (4, 6)
-    assert batch[:, 1:].flatten().tolist() == list(range(1, 21))
-    assert windows(ids, seq_length=5, max_tokens=12).shape == (2, 6)

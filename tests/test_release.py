@@ -157,7 +157,7 @@ def test_artifacts_get_by_version_without_a_clone(released: Released, tmp_path: 
 
 def test_experiments_are_shared_with_their_outputs(released: Released, tmp_path: Path) -> None:
     name = f"short-eval-{released.kind}"
-    sh(released.project, "dvc", "exp", "run", "-S", SMOKE, "-S", "eval.max_tokens=1024", "--name", name)
+    sh(released.project, "dvc", "exp", "run", "-S", SMOKE, "-S", "eval.perplexity.max_tokens=1024", "--name", name)
     # Back to the release in the workspace; the experiment lives on as a git ref and cached outs.
     sh(released.project, "git", "checkout", "--", ".")
     sh(released.project, "dvc", "checkout")
@@ -166,7 +166,7 @@ def test_experiments_are_shared_with_their_outputs(released: Released, tmp_path:
     sh(consumer, "dvc", "exp", "pull", "origin", name, extra_env=released.consumer_env)
     assert name in sh(consumer, "dvc", "exp", "list", "--all-commits", "--name-only").split()
     sh(consumer, "dvc", "exp", "apply", name, extra_env=released.consumer_env)
-    assert json.loads((consumer / "metrics/eval.json").read_text())["tokens"] <= 1024
+    assert json.loads((consumer / "metrics/eval.json").read_text())["val/tokens"] <= 1024
     assert (consumer / "reports/summary.md").is_file()
 
 

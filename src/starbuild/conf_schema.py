@@ -21,7 +21,7 @@ from starbuild.clean.pii import CleanConfig
 from starbuild.core.config import typed_section
 from starbuild.dedup.stage import DedupConfig
 from starbuild.determinism import RuntimeConfig
-from starbuild.eval.val_loss import EvalConfig
+from starbuild.eval.config import EvalConfig
 from starbuild.format.stage import FormatConfig
 from starbuild.model.starcoder2 import ModelConfig
 from starbuild.swh.source import SourceConfig

@@ -26,6 +26,8 @@ TOKENIZER_FILE = "tokenizer.json"
 CHECKPOINTS = Path("models/checkpoints")
 HF_MODEL = Path("models/hf")
 METRICS = Path("metrics")
+# The eval stage's result for every completion and infilled line, beside metrics/eval.json.
+EVAL_TASKS = Path("metrics/eval_tasks.jsonl")
 PLOTS = Path("plots")
 REPORTS = Path("reports")
 # What depends on the machine (training throughput): neither a DVC out nor in git.

@@ -27,7 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-CONFINE = Path(__file__).with_name("confine.py")
+from starbuild.eval import confine
+
+# Run as a script in the child, imported here so that it is one of the eval stage's deps.
+CONFINE = Path(confine.__file__)
 # Sandboxes run as uid FIRST_UID + slot (root only): uids no account uses, one per parallel slot.
 FIRST_UID = 61000
 # Bytes of a program's stdout/stderr kept for the reason of a failure.
@@ -39,9 +42,9 @@ class SandboxError(RuntimeError):
     """The sandbox itself failed (not the program in it)."""
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True)
 class SandboxLimits:
-    """The `eval.sandbox` config section: what one program may use."""
+    """The `eval.sandbox` config section: what one program may use (not frozen: Hydra merges conf/eval/ into it)."""
 
     # Wall-clock seconds before the program is killed.
     timeout_s: float

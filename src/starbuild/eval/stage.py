@@ -1,57 +1,174 @@
-"""Stage `eval`: val loss and bits per byte of models/hf on the val split -> metrics/eval.json."""
+"""Stage `eval`: perplexity per language, HumanEval pass@k and FIM exact match of a HF causal LM.
+
+Writes metrics/eval.json (stable names such as `humaneval/pass@1`, `val/Python/bits_per_byte`)
+and metrics/eval_tasks.jsonl (one row per completion or infilled line).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from pathlib import Path
+from typing import Any
 
-from tokenizers import Tokenizer
-from transformers import AutoModelForCausalLM
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from starbuild.core import layout, schemas
+from starbuild.core.shards import atomic_file
 from starbuild.core.stage import StageContext, StageError
 from starbuild.determinism import environment, pin_stage
-from starbuild.eval.val_loss import (
-    EvalConfig,
-    iter_val_texts,
+from starbuild.eval import fim_eval, humaneval
+from starbuild.eval.config import EvalConfig
+from starbuild.eval.generation import complete
+from starbuild.eval.perplexity import (
+    file_windows,
+    interleave_languages,
+    perplexity_metrics,
     score_windows,
     token_byte_lengths,
-    val_token_stream,
-    windows,
 )
+from starbuild.eval.sandbox import SandboxError
 
 log = logging.getLogger(__name__)
 
-def run_eval(ctx: StageContext) -> None:
-    """Score the exported model on non-overlapping windows of the val token stream."""
-    cfg = ctx.section("eval", EvalConfig)
-    pin_stage(ctx, cfg.device)
-    seq_length, max_tokens, batch_size = cfg.seq_length, cfg.max_tokens, cfg.batch_size
-    val_shards = ctx.input_shards(layout.DOCS / layout.VAL, schemas.DOCS)
-    with ctx.reading(layout.HF_MODEL) as hf_dir:
-        model = AutoModelForCausalLM.from_pretrained(hf_dir)
-        tokenizer = Tokenizer.from_file(str(hf_dir / layout.TOKENIZER_FILE))
-    model = model.to(cfg.device).eval()
-    if seq_length > model.config.max_position_embeddings:
-        raise StageError(f"eval.seq_length {seq_length} exceeds the model's max_position_embeddings "
-                         f"{model.config.max_position_embeddings}; lower eval.seq_length")
-    # The exported config names the end-of-text token; documents are separated by it.
-    eos = tokenizer.id_to_token(model.config.eos_token_id)
+# Rows of data/clean read at a time (only the val repositories' files are kept).
+READ_BATCH_ROWS = 256
+
+
+def val_repositories(ctx: StageContext) -> set[str]:
+    """The repositories held out for validation by the format stage."""
+    names: set[str] = set()
+    for shard in ctx.input_shards(layout.DOCS / layout.VAL, schemas.DOCS):
+        with ctx.reading(shard.relative_to(ctx.root)):
+            names.update(pq.read_table(shard, columns=["repo_name"]).column(0).to_pylist())
+    return names
+
+
+def val_files(ctx: StageContext, repositories: set[str]) -> list[tuple[str, str | None, str]]:
+    """(repo_name/path, language, content) of every cleaned file of `repositories`, in a fixed order that
+    mixes repositories and languages (by a hash of the file's name)."""
+    files = []
+    wanted = sorted(repositories)
+    for shard in ctx.input_shards(layout.CLEAN, schemas.CLEAN):
+        with ctx.reading(shard.relative_to(ctx.root)):
+            reader = pq.ParquetFile(shard)
+            for batch in reader.iter_batches(READ_BATCH_ROWS, columns=["repo_name", "path", "language", "content"]):
+                kept = batch.filter(pc.is_in(batch.column("repo_name"), value_set=pa.array(wanted, pa.string())))
+                for repo, path, language, content in zip(*(kept.column(i).to_pylist() for i in range(4)), strict=True):
+                    if content:
+                        files.append((f"{repo}/{path}", language, content))
+    return sorted(files, key=lambda item: hashlib.sha256(item[0].encode()).digest())
+
+
+def load_model(ctx: StageContext, cfg: EvalConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, Path]:
+    """The model and tokenizer of `eval.model`, or of the DAG's models/hf."""
+    if cfg.model is None:
+        with ctx.reading(layout.HF_MODEL) as directory:
+            return _load(directory, cfg.device), AutoTokenizer.from_pretrained(directory), directory
+    directory = Path(cfg.model) if Path(cfg.model).is_absolute() else ctx.root / cfg.model
     try:
-        byte_lengths = token_byte_lengths(tokenizer)
-        # One id more than the targets: the first token of the stream is only ever an input.
-        stream = val_token_stream(iter_val_texts(val_shards), tokenizer, eos,
-                                  limit=(max_tokens // seq_length) * seq_length + 1)
+        return _load(directory, cfg.device), AutoTokenizer.from_pretrained(directory), directory
+    except (OSError, ValueError) as err:
+        raise StageError(f"eval.model={cfg.model} is not a Hugging Face causal LM directory ({err}); "
+                         "give a local directory with config.json, weights and tokenizer files") from err
+
+
+def _load(directory: Path, device: str) -> PreTrainedModel:
+    return AutoModelForCausalLM.from_pretrained(directory).to(device).eval()
+
+
+def run_perplexity(cfg: EvalConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                   files: list[tuple[str, str | None, str]]) -> dict[str, Any]:
+    """Loss and bits per byte of the val files, overall and per language."""
+    if cfg.perplexity.seq_length >= model.config.max_position_embeddings:
+        raise StageError(f"eval.perplexity.seq_length {cfg.perplexity.seq_length} needs a model of more than that "
+                         f"many positions ({model.config.max_position_embeddings}); lower it")
+    backend = tokenizer.backend_tokenizer
+    try:
+        byte_lengths = token_byte_lengths(backend)
     except ValueError as err:
         raise StageError(str(err)) from err
-    batches = windows(stream, seq_length, max_tokens)
-    if not len(batches):
-        raise StageError(f"the val split has {stream.size} tokens, fewer than eval.seq_length + 1 = "
-                         f"{seq_length + 1}; lower eval.seq_length or add val repositories")
-    log.info("read %s and %d val shards: %d windows of %d tokens", hf_dir, len(val_shards),
-             len(batches), seq_length)
+    mixed = interleave_languages([(language, text) for _, language, text in files])
+    windows = file_windows(mixed, backend, tokenizer.eos_token_id, cfg.perplexity)
+    if not windows:
+        raise StageError("the val repositories hold no text to score; add origins or lower format.val_fraction")
+    metrics = perplexity_metrics(score_windows(model, windows, byte_lengths, cfg.batch_size, tokenizer.eos_token_id))
+    log.info("val: %.4f nats/token, %.4f bits/byte over %d tokens in %d windows", metrics["val/loss"],
+             metrics["val/bits_per_byte"], metrics["val/tokens"], len(windows))
+    return metrics
 
-    totals = score_windows(model, batches, byte_lengths, batch_size, cfg.device)
-    metrics = totals.metrics()
-    log.info("val_loss %.4f nats/token, %.4f bits/byte over %d tokens", metrics["val_loss"],
-             metrics["bits_per_byte"], metrics["tokens"])
+
+def run_humaneval(cfg: EvalConfig, seed: int, model: PreTrainedModel,
+                  tokenizer: PreTrainedTokenizerBase) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Complete HumanEval's prompts and run the completions against the tests in the sandbox."""
+    settings = cfg.humaneval
+    tasks = humaneval.load_tasks(settings.limit)
+    with tqdm(total=len(tasks), desc="humaneval: generate", unit="task") as bar:
+        generated = complete(model, tokenizer, [humaneval.prompt_of(task) for task in tasks], settings.sampling,
+                             settings.stop, cfg.batch_size, seed, progress=bar.update)
+    runs = len(tasks) * settings.sampling.n_samples
+    with tqdm(total=runs, desc="humaneval: execute", unit="program") as bar:
+        try:
+            metrics, rows = humaneval.score(tasks, [g.completions for g in generated], settings.k, cfg.sandbox,
+                                            progress=bar.update)
+        except SandboxError as err:
+            raise StageError(str(err)) from err
+    metrics["humaneval/truncated_prompts"] = sum(g.truncated for g in generated)
+    log.info("humaneval: %s", ", ".join(f"{key} {value}" for key, value in metrics.items()))
+    return metrics, rows
+
+
+def run_fim(cfg: EvalConfig, seed: int, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+            files: list[tuple[str, str | None, str]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Infill single lines of HumanEval's solutions and of held-out files; exact match."""
+    settings = cfg.fim
+    tasks = (fim_eval.humaneval_fim_tasks(humaneval.load_tasks(), settings.humaneval_tasks, seed,
+                                          settings.context_chars)
+             + fim_eval.val_fim_tasks([(name, text) for name, _, text in files], settings.val_tasks, seed,
+                                      settings.context_chars))
+    limit = model.config.max_position_embeddings - settings.sampling.max_new_tokens
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    fitted = [fim_eval.fit_context(task, count, limit) for task in tasks]
+    tasks = [task for task, _ in fitted]
+    with tqdm(total=len(tasks), desc="fim: generate", unit="task") as bar:
+        generated = complete(model, tokenizer, [task.prompt() for task in tasks], settings.sampling, settings.stop,
+                             cfg.batch_size, seed, progress=bar.update)
+    metrics, rows = fim_eval.score(tasks, [g.completions[0] for g in generated])
+    metrics["fim/shortened_contexts"] = sum(shortened for _, shortened in fitted)
+    log.info("fim: %s", ", ".join(f"{key} {value}" for key, value in metrics.items()))
+    return metrics, rows
+
+
+def run_eval(ctx: StageContext) -> None:
+    """Evaluate the model; write metrics/eval.json and the per-task rows."""
+    cfg = ctx.section("eval", EvalConfig)
+    seed = int(ctx.cfg.seed)
+    pin_stage(ctx, cfg.device)
+    model, tokenizer, directory = load_model(ctx, cfg)
+    if tokenizer.eos_token_id is None:
+        raise StageError(f"{directory}'s tokenizer names no eos_token; eval needs one to separate files")
+    files = val_files(ctx, val_repositories(ctx))
+    log.info("evaluating %s on %d held-out files", directory, len(files))
+
+    metrics: dict[str, Any] = run_perplexity(cfg, model, tokenizer, files)
+    rows: list[dict[str, Any]] = []
+    if cfg.humaneval.enabled:
+        found, task_rows = run_humaneval(cfg, seed, model, tokenizer)
+        metrics |= found
+        rows += task_rows
+    if cfg.fim.enabled:
+        found, task_rows = run_fim(cfg, seed, model, tokenizer, files)
+        metrics |= found
+        rows += task_rows
+    with atomic_file(ctx.output(layout.EVAL_TASKS)) as tmp:
+        tmp.write_text("".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows),
+                       encoding="utf-8")
     ctx.write_metrics({**metrics, "environment": environment(cfg.device)})
