@@ -57,6 +57,7 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/bench_clean.py
 	$(BIN)/python bench/bench_tokenize.py
 	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_eval.py
 	$(BIN)/python bench/bench_gpu_attention.py
 
 clean-venv:
