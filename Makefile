@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Hydra overrides for `make params`, e.g. `make repro OVERRIDES="experiment=smoke"`.
 OVERRIDES ?=
 
-.PHONY: setup setup-scancode params repro verify release test lint bench clean-venv
+.PHONY: setup setup-scancode params repro verify release test lint bench prune-work-cache clean-venv
 
 setup: $(INSTALLED)
 
@@ -59,6 +59,10 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/bench_train.py
 	$(BIN)/python bench/bench_eval.py
 	$(BIN)/python bench/bench_gpu_attention.py
+
+# The work cache of interrupted data stages (src/starbuild/work_cache.py): print its size, then empty it.
+prune-work-cache: $(INSTALLED)
+	$(BIN)/python -m starbuild.work_cache --prune
 
 clean-venv:
 	rm -rf $(VENV)

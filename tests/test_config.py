@@ -63,7 +63,7 @@ def test_every_stage_script_exists_and_is_thin() -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("executor=nosuch", r"unknown value 'nosuch' for config group 'executor'; choose one of: local"),
+        ("executor=nosuch", r"unknown value 'nosuch' for config group 'executor'; choose one of: local, ray"),
         ("model=huge", r"choose one of: 15b, 3b, 7b, micro, small, tiny"),
         ("trainer.no_such_key=1", r"^trainer.no_such_key: Key 'no_such_key' not in 'TrainerConfig' "
                                   r"\(fix the override `trainer.no_such_key=1`\)$"),

@@ -67,8 +67,8 @@ def test_every_conf_file_builds_an_executor():
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({"_target_": "starbuild.executors.ray.RayExecutor"},
-         r"cannot import executor\._target_ 'starbuild\.executors\.ray\.RayExecutor'"),
+        ({"_target_": "starbuild.executors.spark.SparkExecutor"},
+         r"cannot import executor\._target_ 'starbuild\.executors\.spark\.SparkExecutor'"),
         ({"_target_": "collections.OrderedDict"}, r"'collections\.OrderedDict' is not an Executor class"),
         ({"name": "local", "workers": 2}, r"has no `_target_`"),
         ({"_target_": "starbuild.executors.local.LocalExecutor", "workers": 0}, r"executor\.workers must be"),

@@ -11,6 +11,7 @@ from starbuild.core.shards import list_shards, read_shard
 from starbuild.executors import TaskFailed
 from starbuild.executors.local import LocalExecutor
 from starbuild.shards.pipeline import sum_counts, transform_shards
+from starbuild.work_cache import WorkCache
 from tests.factories import raw_row, write_table
 
 
@@ -21,6 +22,11 @@ def keep_python(table: pa.Table, fail_on: str | None = None) -> tuple[pa.Table, 
     kept = table.filter(pa.array([lang == "Python" for lang in languages], pa.bool_()))
     others = {lang: languages.count(lang) for lang in set(languages) - {"Python"}}
     return kept, {"rows": table.num_rows, "kept": kept.num_rows, "dropped": others}
+
+
+def count_calls(table: pa.Table, calls: list[str]) -> tuple[pa.Table, dict]:
+    calls += table.column("path").to_pylist()[:1]
+    return keep_python(table)
 
 
 def shards_of(tmp_path):
@@ -36,7 +42,7 @@ def shards_of(tmp_path):
 def test_transform_writes_every_shard_and_sums_counts(tmp_path, workers):
     inputs = list_shards(shards_of(tmp_path))
     out = tmp_path / "out"
-    counts = transform_shards(inputs, out, keep_python, LocalExecutor(workers), desc="test")
+    counts = transform_shards(inputs, out, keep_python, LocalExecutor(workers), desc="test", cache=WorkCache(None))
     assert counts == {"rows": 5, "kept": 2, "dropped": {"C": 2, "JavaScript": 1}}
     assert [p.name for p in list_shards(out)] == [p.name for p in inputs]
     assert [[r["path"] for r in read_shard(p).to_pylist()] for p in list_shards(out)] == [["a.py"], [], ["c.py"]]
@@ -48,11 +54,19 @@ def test_a_failing_shard_is_named_and_leaves_no_output(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "old.txt").write_text("previous output stays until a run succeeds")
     fn = functools.partial(keep_python, fail_on="d.js")
+    cache = WorkCache(tmp_path / "cache")
     with pytest.raises(TaskFailed) as caught:
-        transform_shards(inputs, tmp_path / "out", fn, LocalExecutor(2), desc="test")
+        transform_shards(inputs, tmp_path / "out", fn, LocalExecutor(1), desc="test", cache=cache)
     assert str(caught.value) == f"test: {inputs[2]} failed: RuntimeError: cannot read d.js"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "in", "out"]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["old.txt"]
+    # The two shards done before the failure are kept for the rerun, which runs only the third.
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+    calls: list[str] = []
+    counts = transform_shards(inputs, tmp_path / "out", functools.partial(count_calls, calls=calls),
+                              LocalExecutor(1), desc="test", cache=cache)
+    assert calls == ["c.py"] and counts == {"rows": 5, "kept": 2, "dropped": {"C": 2, "JavaScript": 1}}
+    assert not (tmp_path / "cache").exists(), "a finished run drops its entries"
 
 
 def test_sum_counts_nested_and_missing_keys():

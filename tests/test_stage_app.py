@@ -43,7 +43,7 @@ def test_unknown_group_value_fails_in_one_line(project: Path) -> None:
     result = run_stage(project, "pull", "executor=nosuch")
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"error: unknown value 'nosuch' for config group 'executor'; choose one of: local "
+        f"error: unknown value 'nosuch' for config group 'executor'; choose one of: local, ray "
         f"(files in {project / 'conf' / 'executor'})"
     )
 

@@ -18,6 +18,7 @@ from starbuild.core.shards import atomic_output, read_shard, shard_name, write_s
 from starbuild.core.stage import StageContext, StageError
 from starbuild.executors import make_executor
 from starbuild.shards.pipeline import sum_counts
+from starbuild.work_cache import WorkCache
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,11 @@ def run_clean(ctx: StageContext) -> None:
     with atomic_output(ctx.output(layout.CLEAN)) as clean_dir, atomic_output(ctx.output(layout.DECONTAMINATED)) as gone:
         tasks = [(src, clean_dir / src.name) for src in shards]
         # A shard clamscan cannot scan fails the stage as one line naming the shard (TaskFailed).
-        results = executor.map(_CleanShard(rules, patterns, scanner), tasks, desc="clean",
-                               labels=[str(src) for src in shards])
+        cache = WorkCache.for_stage(ctx.name, ctx.root, ctx.cfg)
+        results = cache.map(executor, _CleanShard(rules, patterns, scanner), tasks, inputs=shards,
+                            outputs=[dst for _, dst in tasks], desc="clean", labels=[str(src) for src in shards])
         write_shard(removal_table([row for _, rows in results for row in rows]), gone / shard_name(0))
+    cache.finish()
     metrics = sum_counts(counts for counts, _ in results)
     metrics["benchmarks_skipped"] = list(patterns.skipped) if patterns else []
     metrics["decontamination_patterns"] = patterns.stats if patterns else {}

@@ -6,6 +6,7 @@ every member of every cluster with its reason (`exact_repo`, `exact_blob`, `near
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from starbuild.core.stage import StageContext
 from starbuild.dedup import exact, near
 from starbuild.dedup.minhash import MinHashParams
 from starbuild.executors import make_executor
+from starbuild.work_cache import WorkCache
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,8 @@ def run_dedup(ctx: StageContext) -> None:
         duckdb.connect(config={"temp_directory": str(Path(work) / "spill")}) as con,
     ):
         exact.decide(con, shards, cfg.exact_repo, cfg.exact_blob)
-        near_metrics = near_dedup(ctx, con, cfg, shards, Path(work)) if cfg.near_dup else {}
+        cache = WorkCache.for_stage(ctx.name, ctx.root, ctx.cfg)
+        near_metrics = near_dedup(ctx, con, cfg, shards, Path(work), cache) if cfg.near_dup else {}
         expected = sum(pq.ParquetFile(shard).metadata.num_rows for shard in shards)
         totals = counts(con)
         if totals["input_files"] != expected:
@@ -79,6 +82,7 @@ def run_dedup(ctx: StageContext) -> None:
                                                 labels=[shard.name for shard in shards])
         with atomic_output(ctx.output(layout.DEDUP_CLUSTERS)) as tmp:
             write_shard(cluster_table(con, cfg), tmp / shard_name(0))
+        cache.finish()
         metrics = {**totals, **cluster_counts(con, cfg), "near": near_metrics}
     log.info("kept %d of %d files -> %s (why each went: %s)", metrics["kept_files"], metrics["input_files"],
              ctx.output(layout.DEDUP), ctx.output(layout.DEDUP_CLUSTERS))
@@ -92,13 +96,17 @@ def write_kept_rows(task: tuple[Path, list[int], Path]) -> None:
 
 
 def near_dedup(ctx: StageContext, con: duckdb.DuckDBPyConnection, cfg: DedupConfig, shards: list[Path],
-               work: Path) -> dict[str, Any]:
-    """Steps 1–5 of `near`: signatures per shard, buckets, optional check, components, survivors."""
+               work: Path, cache: WorkCache) -> dict[str, Any]:
+    """Steps 1–5 of `near`: signatures per shard (those of an interrupted run taken from `cache`), buckets,
+    optional check, components, survivors."""
     params = cfg.minhash()
     bands, rows = params.bands_rows()
     tasks = near.band_tasks(con, shards, work, params, cfg.per_language)
-    signed = make_executor(ctx.cfg.executor).map(near.write_band_keys, tasks, desc="minhash",
-                                                 labels=[t.shard.name for t in tasks])
+    # Which rows of a shard are signed, and under which ids, follows from the exact dedup of all shards.
+    selection = [json.dumps([t.rows, t.docs, t.groups]).encode() for t in tasks]
+    signed = cache.map(make_executor(ctx.cfg.executor), near.write_band_keys, tasks, inputs=[t.shard for t in tasks],
+                       outputs=[t.out for t in tasks], desc="minhash", labels=[t.shard.name for t in tasks],
+                       extra=selection)
     edges = near.candidate_edges(con, [t.out for t in tasks])
     candidates = len(edges)
     if cfg.verify and edges:

@@ -15,6 +15,7 @@ from starbuild.core.stage import StageContext, StageError
 from starbuild.executors import make_executor
 from starbuild.filters.query import RuleSet, rules_from_config
 from starbuild.shards.pipeline import transform_shards
+from starbuild.work_cache import WorkCache
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,8 @@ def run_filter(ctx: StageContext) -> None:
     executor = make_executor(ctx.cfg.executor)
     shards = ctx.input_shards(layout.RAW, schemas.RAW)
     log.info("filtering %d shards from %s with rules %s", len(shards), layout.RAW, ", ".join(rules.reasons))
-    metrics = transform_shards(
-        shards, ctx.output(layout.FILTERED), functools.partial(filter_table, rules=rules), executor, desc="filter"
-    )
+    metrics = transform_shards(shards, ctx.output(layout.FILTERED), functools.partial(filter_table, rules=rules),
+                               executor, desc="filter", cache=WorkCache.for_stage(ctx.name, ctx.root, ctx.cfg))
     log.info(
         "kept %d of %d files -> %s; dropped %s",
         metrics["kept_files"],

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from starbuild.core.shards import atomic_output, read_shard, write_shard
 from starbuild.executors import Executor
+from starbuild.work_cache import WorkCache
 
 # One shard's table in, the table to write and its counts (ints, or nested dicts of ints) out.
 ShardFn = Callable[[pa.Table], tuple[pa.Table, dict[str, Any]]]
@@ -42,10 +43,15 @@ def sum_counts(per_shard: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def transform_shards(
-    shards: Sequence[Path], out_dir: Path, fn: ShardFn, executor: Executor, desc: str
+    shards: Sequence[Path], out_dir: Path, fn: ShardFn, executor: Executor, desc: str, cache: WorkCache
 ) -> dict[str, Any]:
-    """Write `fn` of every shard under its own name in `out_dir` (atomically); return the summed counts."""
+    """Write `fn` of every shard under its own name in `out_dir` (atomically); return the summed counts.
+
+    Shards an interrupted run finished are taken from `cache` instead of being transformed again.
+    """
     with atomic_output(out_dir) as tmp:
         tasks = [(Path(src), tmp / Path(src).name) for src in shards]
-        per_shard = executor.map(_ShardJob(fn), tasks, desc=desc, labels=[str(src) for src in shards])
+        per_shard = cache.map(executor, _ShardJob(fn), tasks, inputs=[src for src, _ in tasks],
+                              outputs=[dst for _, dst in tasks], desc=desc, labels=[str(src) for src in shards])
+    cache.finish()
     return sum_counts(per_shard)

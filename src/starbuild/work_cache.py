@@ -1,0 +1,196 @@
+"""A content-addressed cache of finished shard tasks, so a stage killed part-way reruns only what is missing.
+
+A task's entry is keyed by the stage's fingerprint (its code deps' bytes and its declared params, as
+dvc.yaml lists them; the executor excluded, since it never changes the bytes) and the SHA-256 of the
+task's input shard. The entry holds the task's output file and its result, written by the worker
+that ran it, atomically. On a rerun every task whose entry exists is copied back instead of run, so
+the outputs are byte-identical. The cache lives outside DVC's outs, in `.cache/starbuild/work/`
+(or `$STARBUILD_WORK_CACHE`; `off` disables it); a stage that finishes removes its own entries, so
+only interrupted runs leave any. `python -m starbuild.work_cache` prints its size, `--prune`
+(`make prune-work-cache`) empties it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import pickle
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import OmegaConf
+
+import starbuild
+from starbuild.core import layout
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_ROOT = Path(".cache/starbuild/work")
+ENV = "STARBUILD_WORK_CACHE"
+OUTPUT = "output"
+RESULT = "result.pickle"
+# Params that choose where work runs, never what it writes.
+NOT_OUTPUT_PARAMS = ("executor",)
+CODE_ROOTS = ("src/", "stages/")
+
+
+def cache_root(root: Path) -> Path | None:
+    """Where the work cache lives for the repository `root`; None when `$STARBUILD_WORK_CACHE=off`."""
+    setting = os.environ.get(ENV)
+    if setting == "off":
+        return None
+    return Path(setting) if setting else Path(root) / DEFAULT_ROOT
+
+
+def _hash_file(path: Path, digest: Any) -> None:
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    _hash_file(path, digest)
+    return digest.hexdigest()
+
+
+def stage_fingerprint(stage: str, cfg: Any) -> str:
+    """SHA-256 over the stage's code deps (files under src/ and stages/ in dvc.yaml) and declared params."""
+    package = Path(starbuild.__file__).resolve().parent
+    repo = package.parents[1]
+    if (repo / layout.DVC_YAML).is_file():
+        spec = layout.dag_stages(repo)[stage]
+    else:  # an installed package: all of its code, and every section but the executor
+        spec = {"deps": [package.relative_to(repo)], "params": [key for key in cfg if key not in NOT_OUTPUT_PARAMS]}
+    digest = hashlib.sha256(stage.encode())
+    for dep in sorted(str(path) for path in layout.declared_paths(spec, "deps")):
+        if not dep.startswith(CODE_ROOTS) and not (repo / dep).is_relative_to(package):
+            continue
+        target = repo / dep
+        files = sorted(p for p in target.rglob("*.py") if "__pycache__" not in p.parts) if target.is_dir() else [target]
+        for file in files:
+            digest.update(str(file.relative_to(repo)).encode())
+            _hash_file(file, digest)
+    params = {}
+    for key in spec.get("params", []):
+        if key not in NOT_OUTPUT_PARAMS:
+            node = OmegaConf.select(cfg, key)
+            params[key] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    digest.update(json.dumps(params, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """Picklable worker side: run the task, then keep its output and result under its entry."""
+
+    fn: Callable[[Any], Any]
+
+    def __call__(self, item: tuple[Any, Path, Path]) -> Any:
+        task, output, entry = item
+        result = self.fn(task)
+        staging = entry.with_name(f".tmp-{entry.name}-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        shutil.copyfile(output, staging / OUTPUT)
+        (staging / RESULT).write_bytes(pickle.dumps(result))
+        try:
+            os.replace(staging, entry)
+        except OSError:  # a shard with the same bytes stored it first: the same output and result
+            shutil.rmtree(staging, ignore_errors=True)
+        return result
+
+
+@dataclass(frozen=True)
+class WorkCache:
+    """The entries of one stage run: `directory` = <cache root>/<stage>/<fingerprint>."""
+
+    directory: Path | None
+
+    @classmethod
+    def for_stage(cls, stage: str, root: Path, cfg: Any) -> WorkCache:
+        """The cache of `stage` under its current code and params (disabled when the cache is off)."""
+        base = cache_root(root)
+        return cls(None if base is None else base / stage / stage_fingerprint(stage, cfg)[:24])
+
+    def map(self, executor: Any, fn: Callable[[T], R], tasks: Sequence[T], inputs: Sequence[Path],
+            outputs: Sequence[Path], desc: str, labels: Sequence[str],
+            extra: Sequence[bytes] | None = None) -> list[R]:
+        """`executor.map(fn, tasks)`, except that a task whose input shard was done before (an entry keyed
+        by its bytes, and by its `extra` bytes: whatever else the task's output depends on) has its
+        output file copied back and its result reused instead of running."""
+        if self.directory is None:
+            return executor.map(fn, tasks, desc=desc, labels=labels)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        keys = [file_sha256(path) for path in inputs]
+        if extra is not None:
+            keys = [hashlib.sha256(key.encode() + more).hexdigest() for key, more in zip(keys, extra, strict=True)]
+        entries = [self.directory / key for key in keys]
+        results: dict[int, R] = {}
+        for index, entry in enumerate(entries):
+            if (entry / RESULT).is_file():
+                shutil.copyfile(entry / OUTPUT, outputs[index])
+                results[index] = pickle.loads((entry / RESULT).read_bytes())
+        missing = [i for i in range(len(tasks)) if i not in results]
+        if results:
+            log.info("%s: %d of %d shards reused from the work cache %s (an interrupted run's)", desc, len(results),
+                     len(tasks), self.directory)
+        done = executor.map(_Stored(fn), [(tasks[i], outputs[i], entries[i]) for i in missing], desc=desc,
+                            labels=[labels[i] for i in missing])
+        results.update(zip(missing, done, strict=True))
+        return [results[i] for i in range(len(tasks))]
+
+    def finish(self) -> None:
+        """The stage succeeded and DVC holds its outputs: drop this run's entries, report what remains."""
+        if self.directory is None:
+            return
+        shutil.rmtree(self.directory, ignore_errors=True)
+        base = self.directory.parents[1]
+        for folder in (self.directory.parent, base):
+            with contextlib.suppress(OSError):  # only when empty
+                folder.rmdir()
+        entries, size = usage(base)
+        if entries:
+            log.info("work cache %s: %d entries of interrupted runs, %.1f MB (`make prune-work-cache` empties it)",
+                     base, entries, size / 1e6)
+
+
+def usage(base: Path) -> tuple[int, int]:
+    """(entries, bytes) held under a work cache root."""
+    if not base.is_dir():
+        return 0, 0
+    entries = [p for p in base.glob("*/*/*") if p.is_dir() and not p.name.startswith(".tmp-")]
+    size = sum(f.stat().st_size for f in base.rglob("*") if f.is_file())
+    return len(entries), size
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m starbuild.work_cache [--prune]`: print the work cache's size, or empty it."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--prune", action="store_true", help="remove every entry")
+    args = parser.parse_args(argv)
+    base = cache_root(Path.cwd())
+    if base is None:
+        print(f"the work cache is off (${ENV}=off)")
+        return 0
+    entries, size = usage(base)
+    print(f"work cache {base}: {entries} entries, {size / 1e6:.1f} MB")
+    if args.prune and base.exists():
+        shutil.rmtree(base)
+        print(f"removed {base}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""Resumable stages: a stage killed part-way reruns only its missing shards and ends byte-identical."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from starbuild.clean.stage import run_clean
+from starbuild.core import layout, schemas
+from starbuild.core.config import compose
+from starbuild.work_cache import ENV, WorkCache, main, stage_fingerprint, usage
+from tests.conftest import REPO_ROOT
+from tests.factories import file_bytes, raw_row, stage_context, with_overrides, write_table
+
+SHARDS = 10
+RUN_CLEAN = """
+import sys
+from omegaconf import OmegaConf
+from starbuild.clean.stage import run_clean
+from tests.factories import stage_context
+run_clean(stage_context("clean", OmegaConf.load(sys.argv[1]), __import__("pathlib").Path(sys.argv[2])))
+"""
+
+
+def stdlib_shards(root: Path) -> None:
+    """data/dedup/ as SHARDS shards of real code (the stdlib's email package, repeated), for the clean stage."""
+    sources = sorted(Path(logging.__file__).parent.parent.joinpath("email").rglob("*.py"))
+    rows = [raw_row(f"org/repo-{i % 7}", f"m{i}/{path.name}", path.read_text(encoding="utf-8"))
+            for i, path in enumerate(sources * 3)]
+    per_shard = -(-len(rows) // SHARDS)
+    write_table(root / layout.DEDUP, [rows[i : i + per_shard] for i in range(0, len(rows), per_shard)],
+                schemas.DEDUP)
+
+
+@pytest.fixture
+def cfg():
+    smoke = compose(["experiment=smoke"], conf_dir=REPO_ROOT / "conf")
+    return with_overrides(smoke, executor={"workers": 1})
+
+
+def test_a_killed_stage_reruns_only_the_missing_shards(tmp_path: Path, cfg, monkeypatch, caplog) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    for name in ("whole", "killed"):
+        stdlib_shards(tmp_path / name)
+    run_clean(stage_context("clean", cfg, tmp_path / "whole"))
+    outs = (layout.CLEAN, layout.DECONTAMINATED, layout.metrics_file("clean"))
+    expected = file_bytes(tmp_path / "whole", *outs)
+    assert usage(tmp_path / "whole" / ".cache" / "starbuild" / "work") == (0, 0), "a finished stage keeps none"
+
+    # The same stage in another process, killed (SIGKILL) once some but not all shards are done.
+    config_file = tmp_path / "cfg.yaml"
+    OmegaConf.save(cfg, config_file)
+    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'src'}{os.pathsep}{REPO_ROOT}"}
+    process = subprocess.Popen([sys.executable, "-c", RUN_CLEAN, str(config_file), str(tmp_path / "killed")],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = tmp_path / "killed" / ".cache" / "starbuild" / "work"
+    deadline = time.monotonic() + 120
+    while usage(cache)[0] < 3 and process.poll() is None:
+        assert time.monotonic() < deadline, "no shard finished"
+        time.sleep(0.002)
+    process.kill()
+    process.wait()
+    done = usage(cache)[0]
+    assert 3 <= done < SHARDS and not (tmp_path / "killed" / layout.CLEAN).exists(), "killed too late"
+
+    with caplog.at_level(logging.INFO, logger="starbuild.work_cache"):
+        run_clean(stage_context("clean", cfg, tmp_path / "killed"))
+    assert f"clean: {done} of {SHARDS} shards reused" in caplog.text
+    assert file_bytes(tmp_path / "killed", *outs) == {
+        name.replace("whole", "killed"): data for name, data in expected.items()}
+    assert usage(cache) == (0, 0), "a finished stage drops its entries"
+
+
+def test_entries_are_keyed_by_code_params_and_input(tmp_path: Path, cfg) -> None:
+    base = stage_fingerprint("clean", cfg)
+    assert stage_fingerprint("clean", cfg) == base
+    assert stage_fingerprint("clean", with_overrides(cfg, executor={"workers": 2})) == base, "not the executor"
+    assert stage_fingerprint("clean", with_overrides(cfg, clean={"pii": {"max_skipped_chars": 4}})) != base
+    assert stage_fingerprint("filter", cfg) != base
+
+
+def test_size_is_printed_and_prune_empties_it(tmp_path: Path, monkeypatch, capsys) -> None:
+    entry = tmp_path / "work" / "clean" / "abc" / ("0" * 64)
+    entry.mkdir(parents=True)
+    (entry / "output").write_bytes(b"x" * 1000)
+    monkeypatch.setenv(ENV, str(tmp_path / "work"))
+    main([])
+    assert "1 entries, 0.0 MB" in capsys.readouterr().out
+    main(["--prune"])
+    assert not (tmp_path / "work").exists()
+    monkeypatch.setenv(ENV, "off")
+    assert WorkCache.for_stage("clean", tmp_path, compose([], conf_dir=REPO_ROOT / "conf")).directory is None
