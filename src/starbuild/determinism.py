@@ -11,12 +11,15 @@ for the same GPU model and software (deterministic algorithms, a fixed cuBLAS wo
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from starbuild import cores
 from starbuild.core.stage import StageContext, StageError
 
 # runtime.cpu_isa -> (ATEN_CPU_CAPABILITY, MKL_CBWR, ONEDNN_MAX_CPU_ISA).
@@ -64,6 +67,9 @@ def pin(config: RuntimeConfig, device: str = "cpu") -> None:
     if device.startswith("cuda"):
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
         torch.backends.cudnn.benchmark = False
+    else:
+        # Before torch starts its threads, which inherit the binding.
+        cores.reserve(config.threads)
     torch.set_num_threads(config.threads)
     torch.use_deterministic_algorithms(True)
     active = torch.backends.cpu.get_cpu_capability().lower()
@@ -74,12 +80,18 @@ def pin(config: RuntimeConfig, device: str = "cpu") -> None:
         )
 
 
-def pin_stage(ctx: StageContext, device: str) -> None:
-    """Pin this stage's numerics from its `runtime` section; a failure is a StageError naming the fix."""
+@contextlib.contextmanager
+def pinned(ctx: StageContext, device: str) -> Iterator[None]:
+    """Run the block with this stage's numerics pinned from its `runtime` section and its CPU cores reserved
+    (given back after it, so the next job gets them); a failure to pin is a StageError naming the fix."""
     try:
         pin(ctx.section("runtime", RuntimeConfig), device)
     except PinError as err:
         raise StageError(f"{err} (conf/runtime/)") from err
+    try:
+        yield
+    finally:
+        cores.release()
 
 
 def environment(device: str = "cpu") -> dict[str, Any]:

@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from starbuild.core import layout, schemas
 from starbuild.core.shards import atomic_file
 from starbuild.core.stage import StageContext, StageError
-from starbuild.determinism import environment, pin_stage
+from starbuild.determinism import environment, pinned
 from starbuild.eval import fim_eval, humaneval
 from starbuild.eval.config import EvalConfig
 from starbuild.eval.generation import complete
@@ -150,8 +150,13 @@ def run_fim(cfg: EvalConfig, seed: int, model: PreTrainedModel, tokenizer: PreTr
 def run_eval(ctx: StageContext) -> None:
     """Evaluate the model; write metrics/eval.json and the per-task rows."""
     cfg = ctx.section("eval", EvalConfig)
+    with pinned(ctx, cfg.device):
+        eval_pinned(ctx, cfg)
+
+
+def eval_pinned(ctx: StageContext, cfg: EvalConfig) -> None:
+    """run_eval once threads, kernels and cores are pinned."""
     seed = int(ctx.cfg.seed)
-    pin_stage(ctx, cfg.device)
     model, tokenizer, directory = load_model(ctx, cfg)
     if tokenizer.eos_token_id is None:
         raise StageError(f"{directory}'s tokenizer names no eos_token; eval needs one to separate files")

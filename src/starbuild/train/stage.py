@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from starbuild.core import layout
 from starbuild.core.shards import atomic_output
 from starbuild.core.stage import StageContext, StageError
-from starbuild.determinism import environment, pin_stage
+from starbuild.determinism import environment, pinned
 from starbuild.model.checkpoint import save_checkpoint
 from starbuild.model.hf import load_hf, shape_mismatches
 from starbuild.model.starcoder2 import ModelConfig
@@ -133,10 +133,15 @@ def start_from(module: CausalLM, config: ModelConfig, root: Path) -> None:
 
 def run_train(ctx: StageContext) -> None:
     """Train the model on data/tokens; write the checkpoint, the loss curves and the metrics."""
-    cfg = ctx.cfg
     settings = ctx.section("trainer", TrainerConfig)
     device = "cuda" if settings.accelerator in ("gpu", "cuda") else "cpu"
-    pin_stage(ctx, device)
+    with pinned(ctx, device):
+        train_pinned(ctx, settings, device)
+
+
+def train_pinned(ctx: StageContext, settings: TrainerConfig, device: str) -> None:
+    """run_train once threads, kernels and cores are pinned."""
+    cfg = ctx.cfg
     tokens_dir = ctx.input(layout.TOKENS)
     config = ctx.section("model", ModelConfig)
     optim = ctx.section("optim", OptimConfig)
