@@ -80,7 +80,9 @@ def test_eval_param_change_reruns_eval_alone(built: Path) -> None:
 
 def test_hydra_multirun_writes_job_directories_not_dvc_outs(built: Path) -> None:
     before = lock_md5s(built)
-    sh(built, "python", "stages/train.py", "-m", SMOKE, "optim.lr=1e-3,3e-3", "hydra.sweep.dir=sweep")
+    # Both jobs at once through the joblib launcher, one thread each, so each gets a core of its own.
+    sh(built, "python", "stages/train.py", "-m", SMOKE, "optim.lr=1e-3,3e-3", "hydra.sweep.dir=sweep",
+       "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "runtime.threads=1")
     weights = [built / "sweep" / job / "models/checkpoints/model.safetensors" for job in ("0", "1")]
     assert all(w.is_file() for w in weights)
     assert weights[0].read_bytes() != weights[1].read_bytes()

@@ -70,7 +70,16 @@ def mutable_schema(cls: type) -> type:
             continue
         default = f.default if f.default is not dataclasses.MISSING else MISSING
         fields.append((f.name, hints[f.name], dataclasses.field(default=default)))
-    return dataclasses.make_dataclass(cls.__name__, fields)
+    return _published(dataclasses.make_dataclass(cls.__name__, fields))
+
+
+def _published(cls: type) -> type:
+    """`cls` reachable as `Schema<name>` of this module, so the composed config pickles (Hydra's joblib
+    launcher ships it to its worker processes) and unpickles there; its name, which errors show, is kept."""
+    cls.__module__ = __name__
+    cls.__qualname__ = f"Schema{cls.__name__}"
+    globals()[cls.__qualname__] = cls
+    return cls
 
 
 def _root_schema() -> type:
@@ -79,16 +88,16 @@ def _root_schema() -> type:
     def node(schema: Any) -> tuple[Any, Any]:
         return schema, dataclasses.field(default=MISSING)
 
-    tokenizer = dataclasses.make_dataclass("TokenizerConfig", [
+    tokenizer = _published(dataclasses.make_dataclass("TokenizerConfig", [
         ("bpe", *node(mutable_schema(BpeConfig))),
         ("pack", *node(mutable_schema(PackConfig))),
-    ])
+    ]))
     sections = {key: mutable_schema(cls) for key, cls in SECTIONS.items() if "." not in key}
     order = ["source", "filter", "dedup", "clean", "format", "tokenizer", "model", "trainer", "optim",
              "train", "eval", "runtime"]
     types = {**sections, "filter": FilterSchema, "tokenizer": tokenizer}
     fields = [("seed", *node(int))] + [(key, *node(types[key])) for key in order] + [("executor", *node(Any))]
-    return dataclasses.make_dataclass("StarbuildConfig", fields)
+    return _published(dataclasses.make_dataclass("StarbuildConfig", fields))
 
 
 def check_sections(cfg: DictConfig) -> None:
