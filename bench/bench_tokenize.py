@@ -1,10 +1,11 @@
 """Tokenize throughput: the tokenize stage's encode-and-pack loop against `tokenizers`' own encode_batch.
 
-Both run in one process on the same documents with the same tokenizer: data/docs/train and
+Both run on the same documents with the same tokenizer: data/docs/train and
 models/tokenizer from `make repro` (the embedded corpus), repeated until there are at least 40 MB.
 
-* stage: `tokenize_split` (encode_batch_fast in chunks of `tokenizer.pack.encode_chunk_bytes`, an
-  end-of-text check per document, packing into fixed-length rows written to a file);
+* stage: `encode_split` over the default executor (each shard a task: encode_batch_fast in chunks of
+  `tokenizer.pack.encode_chunk_bytes`, an end-of-text check per document, ids to a file), then the
+  packing of those files into fixed-length rows written to shard files;
 * anchor: `Tokenizer.encode_batch` over the same chunks, ids collected and nothing written.
 
 Both must produce the same number of tokens (checked). Prints MB/s of both and the ratio (target >= 0.8).
@@ -18,11 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from starbuild.core import layout
 from starbuild.core.config import compose
 from starbuild.core.shards import list_shards, read_shard, write_shard
+from starbuild.executors import make_executor
 from starbuild.tokenizer import bpe, pack
-from starbuild.tokenizer.tokenize_stage import tokenize_split
+from starbuild.tokenizer.tokenize_stage import IDS_DTYPE, EncodeShard, encode_split
+from starbuild.work_cache import WorkCache
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_BYTES = 40_000_000
@@ -59,9 +64,14 @@ def main() -> None:
         config = pack.PackConfig(**cfg.tokenizer.pack)
         dtype = pack.token_dtype(tokenizer.get_vocab_size())
         out = Path(tmp) / "tokens"
+        encoder = EncodeShard(ROOT / layout.TOKENIZER / layout.TOKENIZER_FILE, chunk_bytes)
+        (Path(tmp) / "ids").mkdir()
+        files, _ = encode_split(make_executor(cfg.executor), WorkCache(None), encoder, shards, Path(tmp) / "ids",
+                                "tokenize", b"")
         with pack.ShardWriter(out, "train", config.seq_length, config.shard_sequences, dtype) as writer:
             packer = pack.Packer(writer, config.seq_length, dtype)
-            tokenize_split(tokenizer, shards, packer, chunk_bytes, "tokenize")
+            for file in files:
+                packer.add(np.fromfile(file, dtype=IDS_DTYPE))
         stage_s = time.perf_counter() - start
 
         start = time.perf_counter()

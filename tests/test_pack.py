@@ -207,6 +207,11 @@ def test_tokenize_output_is_deterministic_and_chunk_independent(
     cfg.tokenizer.pack.encode_chunk_bytes = 1
     run_tokenize(make_context("tokenize", cfg))
     assert snapshot() == first
+    # Shards encoded in two worker processes pack to the same rows as in this process.
+    for workers in (1, 2):
+        cfg.executor.workers = workers
+        run_tokenize(make_context("tokenize", cfg))
+        assert snapshot() == first, workers
 
 
 def test_shard_size_changes_files_not_rows(corpus: Path, make_context, smoke_cfg) -> None:

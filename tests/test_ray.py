@@ -14,16 +14,20 @@ from starbuild.core import layout
 from starbuild.dedup.stage import run_dedup
 from starbuild.executors import TaskFailed, make_executor
 from starbuild.filters.stage import run_filter
+from starbuild.format.stage import run_format
 from starbuild.swh.stage import run_pull
+from starbuild.tokenizer.stage import run_tokenizer
+from starbuild.tokenizer.tokenize_stage import run_tokenize
 from tests.factories import file_bytes, stage_context
 
 ray = pytest.importorskip("ray", reason="executor=ray needs the `ray` extra (pip install 'starbuild[ray]')")
 
 from starbuild.executors.ray import RayExecutor  # noqa: E402
 
-STAGES = (run_pull, run_filter, run_dedup, run_clean)
+STAGES = (run_pull, run_filter, run_dedup, run_clean, run_format, run_tokenizer, run_tokenize)
 OUTS = (layout.RAW, layout.FILTERED, layout.DEDUP, layout.DEDUP_CLUSTERS, layout.CLEAN, layout.DECONTAMINATED,
-        *(layout.metrics_file(stage) for stage in ("pull", "filter", "dedup", "clean")))
+        layout.DOCS, layout.TOKENIZER, layout.TOKENS,
+        *(layout.metrics_file(stage) for stage in ("pull", "filter", "dedup", "clean", "format", "tokenize")))
 RAY_SECTION = {"_target_": "starbuild.executors.ray.RayExecutor", "num_cpus": 2, "max_in_flight": 3}
 
 
@@ -40,7 +44,8 @@ def build(root: Path, executor: list[str]) -> dict[str, bytes]:
     from starbuild.core.config import compose
     from tests.conftest import REPO_ROOT
 
-    cfg = compose(["experiment=smoke", *executor], conf_dir=REPO_ROOT / "conf")
+    # Two documents per docs shard, so tokenize too has several tasks whose order matters.
+    cfg = compose(["experiment=smoke", "format.docs_per_shard=2", *executor], conf_dir=REPO_ROOT / "conf")
     for stage in STAGES:
         stage(stage_context(stage.__name__.removeprefix("run_"), cfg, root))
     return file_bytes(root, *OUTS)
@@ -51,6 +56,7 @@ def test_data_stages_on_ray_write_the_local_bytes(local_ray: None, tmp_path: Pat
     on_ray = build(tmp_path / "ray", ["executor=ray", "executor.num_cpus=2", "executor.max_in_flight=3"])
     assert on_ray == local
     assert sum(name.startswith("data/filtered/") for name in local) >= 2, "several shards, so order matters"
+    assert sum(name.startswith("data/docs/train/") for name in local) >= 2
 
 
 def die_once(task: tuple[str, int]) -> tuple[int, int]:

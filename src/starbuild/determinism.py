@@ -67,9 +67,6 @@ def pin(config: RuntimeConfig, device: str = "cpu") -> None:
     if device.startswith("cuda"):
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
         torch.backends.cudnn.benchmark = False
-    else:
-        # Before torch starts its threads, which inherit the binding.
-        cores.reserve(config.threads)
     torch.set_num_threads(config.threads)
     torch.use_deterministic_algorithms(True)
     active = torch.backends.cpu.get_cpu_capability().lower()
@@ -84,9 +81,14 @@ def pin(config: RuntimeConfig, device: str = "cpu") -> None:
 def pinned(ctx: StageContext, device: str) -> Iterator[None]:
     """Run the block with this stage's numerics pinned from its `runtime` section and its CPU cores reserved
     (given back after it, so the next job gets them); a failure to pin is a StageError naming the fix."""
+    runtime = ctx.section("runtime", RuntimeConfig)
+    if not device.startswith("cuda"):
+        # Before torch starts its threads, which inherit the binding.
+        cores.reserve(runtime.threads)
     try:
-        pin(ctx.section("runtime", RuntimeConfig), device)
+        pin(runtime, device)
     except PinError as err:
+        cores.release()
         raise StageError(f"{err} (conf/runtime/)") from err
     try:
         yield

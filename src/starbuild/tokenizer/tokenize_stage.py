@@ -1,8 +1,17 @@
-"""The `tokenize` stage: encode the documents and pack them into fixed-length token rows."""
+"""The `tokenize` stage: encode the documents shard by shard (executor tasks), then pack them into rows.
+
+Each docs shard is one task: its documents encoded, each closed by the end-of-text token, into a file
+of ids in a work directory. The packing then reads those files in shard order, so the rows do not
+depend on the executor, the number of workers or where a task ran; a task an interrupted run
+finished is taken from the work cache (keyed by the shard, the tokenizer and the code).
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -11,16 +20,20 @@ from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer
-from tqdm import tqdm
 
 from starbuild.core import layout, schemas
 from starbuild.core.shards import atomic_output
 from starbuild.core.stage import StageContext, StageError
+from starbuild.executors import Executor, make_executor
 from starbuild.special_tokens import END_OF_TEXT
 from starbuild.tokenizer import bpe, pack
 from starbuild.tokenizer.docs import DROP_REASONS, shard_texts
+from starbuild.work_cache import WorkCache
 
 log = logging.getLogger(__name__)
+
+# Ids on disk between encoding and packing: wide enough for any vocabulary.
+IDS_DTYPE = np.dtype("<u4")
 
 
 @dataclass
@@ -31,6 +44,13 @@ class SplitStats:
     bytes: int = 0
     eos_appended: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+
+    def add(self, shard: dict[str, Any]) -> None:
+        """Add one shard's counts (as EncodeShard returns them)."""
+        self.docs += shard["docs"]
+        self.bytes += shard["bytes"]
+        self.eos_appended += shard["eos_appended"]
+        self.dropped.update(shard["dropped"])
 
     def metrics(self, packer: pack.Packer) -> dict[str, Any]:
         """This split's metrics: docs, tokens, sequences, dropped tail and bytes per token."""
@@ -61,56 +81,82 @@ def _chunks(docs: Iterator[tuple[str, int]], chunk_bytes: int) -> Iterator[tuple
         yield batch, size
 
 
-def _encode_chunk(tokenizer: Tokenizer, texts: list[str], eos_id: int, stats: SplitStats) -> np.ndarray:
-    """The ids of `texts` in order, each document closed by the end-of-text token."""
-    parts = []
-    for encoding in tokenizer.encode_batch_fast(texts, add_special_tokens=False):
-        ids = encoding.ids
-        # Documents already end with <|endoftext|>; one that does not still gets a boundary.
-        if not ids or ids[-1] != eos_id:
-            ids = [*ids, eos_id]
-            stats.eos_appended += 1
-        parts.append(np.asarray(ids, dtype=np.int64))
-    return np.concatenate(parts)
+@functools.lru_cache(maxsize=2)
+def _tokenizer(path: Path) -> Tokenizer:
+    # One load per worker process, however many shards it encodes.
+    return bpe.load_tokenizer(path.parent)
 
 
-def tokenize_split(
-    tokenizer: Tokenizer, shards: list[Path], packer: pack.Packer, chunk_bytes: int, desc: str
-) -> SplitStats:
-    """Encode every document of `shards` in shard then row order and feed the ids to `packer`."""
+@dataclass(frozen=True)
+class EncodeShard:
+    """Picklable task: encode the documents of docs shard `src` into the ids file `dst`; return the counts."""
+
+    tokenizer_file: Path
+    chunk_bytes: int
+
+    def __call__(self, paths: tuple[Path, Path]) -> dict[str, Any]:
+        src, dst = paths
+        tokenizer = _tokenizer(self.tokenizer_file)
+        eos_id = tokenizer.token_to_id(END_OF_TEXT)
+        dropped: Counter[str] = Counter()
+        counts = {"docs": 0, "bytes": 0, "eos_appended": 0}
+        with Path(dst).open("wb") as out:
+            for texts, size in _chunks(shard_texts(src, dropped), self.chunk_bytes):
+                counts["docs"] += len(texts)
+                counts["bytes"] += size
+                for encoding in tokenizer.encode_batch_fast(texts, add_special_tokens=False):
+                    ids = encoding.ids
+                    # Documents already end with <|endoftext|>; one that does not still gets a boundary.
+                    if not ids or ids[-1] != eos_id:
+                        ids = [*ids, eos_id]
+                        counts["eos_appended"] += 1
+                    out.write(np.asarray(ids, dtype=IDS_DTYPE).tobytes())
+        return {**counts, "dropped": dict(dropped)}
+
+
+def encode_split(executor: Executor, cache: WorkCache, encoder: EncodeShard, shards: list[Path], work: Path,
+                 desc: str, tokenizer_digest: bytes) -> tuple[list[Path], SplitStats]:
+    """The ids file of every shard of a split, in shard order, and the split's counts."""
+    files = [work / f"{index:05d}.ids" for index in range(len(shards))]
+    results = cache.map(executor, encoder, list(zip(shards, files, strict=True)), inputs=shards, outputs=files,
+                        desc=desc, labels=[str(shard) for shard in shards], extra=[tokenizer_digest] * len(shards))
     stats = SplitStats()
-    eos_id = tokenizer.token_to_id(END_OF_TEXT)
-    for shard in tqdm(shards, desc=desc, unit="shard"):
-        docs = shard_texts(shard, stats.dropped)
-        for texts, size in _chunks(docs, chunk_bytes):
-            stats.docs += len(texts)
-            stats.bytes += size
-            packer.add(_encode_chunk(tokenizer, texts, eos_id, stats))
-    return stats
+    for counts in results:
+        stats.add(counts)
+    return files, stats
 
 
 def run_tokenize(ctx: StageContext) -> None:
     """Encode the train and val documents and pack them into data/tokens/<split>/part-*.bin + index.json."""
     config = ctx.section("tokenizer.pack", pack.PackConfig)
-    seq_length, chunk_bytes = config.seq_length, config.encode_chunk_bytes
+    seq_length = config.seq_length
     with ctx.reading(layout.TOKENIZER / layout.TOKENIZER_FILE) as path:
         tokenizer = bpe.load_tokenizer(path.parent)
+        tokenizer_file = path
+        tokenizer_digest = hashlib.sha256(path.read_bytes()).digest()
     if tokenizer.token_to_id(END_OF_TEXT) is None:
         raise StageError(f"{layout.TOKENIZER} lacks {END_OF_TEXT}; run `dvc repro tokenizer`")
     vocab_size = tokenizer.get_vocab_size()
     dtype = pack.token_dtype(vocab_size)
+    executor = make_executor(ctx.cfg.executor)
+    cache = WorkCache.for_stage(ctx.name, ctx.root, ctx.cfg)
+    encoder = EncodeShard(tokenizer_file, config.encode_chunk_bytes)
 
     index: dict[str, Any] = {"dtype": dtype.name, "seq_length": seq_length, "vocab_size": vocab_size,
                              "shard_sequences": config.shard_sequences, "splits": {}}
     metrics: dict[str, Any] = {"dtype": dtype.name, "seq_length": seq_length, "vocab_size": vocab_size}
     out = ctx.output(layout.TOKENS)
-    with atomic_output(out) as tmp:
+    with atomic_output(out) as tmp, tempfile.TemporaryDirectory(prefix="starbuild-tokenize-") as work:
         for split in layout.SPLITS:
             shards = ctx.input_shards(layout.DOCS / split, schemas.DOCS)
             log.info("tokenizing %s: %d shards", split, len(shards))
+            (Path(work) / split).mkdir()
+            files, stats = encode_split(executor, cache, encoder, shards, Path(work) / split, f"tokenize: {split}",
+                                        tokenizer_digest)
             with pack.ShardWriter(tmp, split, seq_length, config.shard_sequences, dtype) as writer:
                 packer = pack.Packer(writer, seq_length, dtype)
-                stats = tokenize_split(tokenizer, shards, packer, chunk_bytes, f"tokenize: {split}")
+                for file in files:
+                    packer.add(np.fromfile(file, dtype=IDS_DTYPE))
             if packer.sequences == 0:
                 raise StageError(
                     f"the {split} split has {packer.tokens} tokens ({stats.docs} docs), fewer tokens "
@@ -123,5 +169,6 @@ def run_tokenize(ctx: StageContext) -> None:
                      split, stats.docs, packer.tokens, packer.sequences, seq_length, len(writer.shards),
                      packer.dropped_tail)
         pack.write_index(tmp, index)
+    cache.finish()
     log.info("wrote %s", out)
     ctx.write_metrics(metrics)

@@ -1,0 +1,128 @@
+"""How the data stages grow with the corpus: time and peak memory at about 1x, 2x and 4x the embedded one.
+
+1x is the embedded default corpus (conf/source/embedded.yaml); 2x adds numba's source tree and 4x
+numba's and sympy's (installed by `make setup`, so the same bytes on every machine with the lock).
+Each scale runs pull, filter, dedup, clean and format in a fresh project directory, each stage in its
+own process with the default local executor (2 workers); wall time and the peak RSS of the largest
+process (the stage or one of its workers) are recorded per stage. The growth of each is fitted as
+time = a * input_bytes^b (least squares in log-log), and the fit projects what a Stack v2-sized input
+would take (67.5 TB pulled, then each stage's input shrinking as it did here at 4x), as core-hours
+and as 64-core nodes for a 24-hour run, assuming shard work scales out linearly (executor=ray).
+Run: `.venv/bin/python bench/bench_scaling.py` (a few minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+STAGES = ("pull", "filter", "dedup", "clean", "format")
+# Extra origins per scale (distribution, subdir), on top of the embedded ones.
+EXTRA = {1: [], 2: [("numba", "numba")], 4: [("numba", "numba"), ("sympy", "sympy")]}
+STACK_V2_BYTES = 67.5e12
+CORES, NODE_CORES, HOURS = 2, 64, 24
+RUN = """
+import json, resource, sys, time
+from omegaconf import OmegaConf
+from tests.factories import stage_context
+import starbuild.{module} as stage_module
+cfg = OmegaConf.load(sys.argv[1])
+start = time.perf_counter()
+stage_module.{function}(stage_context("{stage}", cfg, __import__("pathlib").Path(sys.argv[2])))
+seconds = time.perf_counter() - start
+peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print("RESULT " + json.dumps({{"seconds": seconds, "peak_bytes": peak * 1024}}))
+"""
+ENTRY = {"pull": ("swh.stage", "run_pull"), "filter": ("filters.stage", "run_filter"),
+         "dedup": ("dedup.stage", "run_dedup"), "clean": ("clean.stage", "run_clean"),
+         "format": ("format.stage", "run_format")}
+INPUT = {"pull": None, "filter": "data/raw", "dedup": "data/filtered", "clean": "data/dedup", "format": "data/clean"}
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*.parquet"))
+
+
+def content_bytes(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    column = "content" if "docs" not in str(path) else "text"
+    return sum(sum(len(t.encode()) for t in pq.read_table(f, columns=[column]).column(0).to_pylist() if t)
+               for f in sorted(path.rglob("*.parquet")))
+
+
+def run_scale(scale: int, work: Path) -> dict[str, dict]:
+    from omegaconf import OmegaConf
+
+    from starbuild.core.config import compose
+
+    cfg = compose([], conf_dir=ROOT / "conf")
+    origins = OmegaConf.to_container(cfg.source.origins) + [
+        {"name": f"pypi/{dist}-{sub.replace('/', '-')}", "distribution": dist, "subdir": sub}
+        for dist, sub in EXTRA[scale]]
+    cfg.source.origins = origins
+    config = work / "cfg.yaml"
+    OmegaConf.save(cfg, config)
+    results = {}
+    for stage in STAGES:
+        module, function = ENTRY[stage]
+        code = RUN.format(module=module, function=function, stage=stage)
+        done = subprocess.run([sys.executable, "-c", code, str(config), str(work)], cwd=ROOT, capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"})
+        if done.returncode != 0:
+            sys.exit(f"{stage} at {scale}x failed:\n{done.stderr[-3000:]}")
+        result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
+        source = INPUT[stage]
+        result["input_bytes"] = content_bytes(work / "data/raw") if source is None else content_bytes(work / source)
+        results[stage] = result
+        print(f"  {scale}x {stage:7s} {result['input_bytes'] / 1e6:7.1f} MB in  {result['seconds']:6.1f} s  "
+              f"peak {result['peak_bytes'] / 2**20:6.0f} MiB", flush=True)
+    return results
+
+
+def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """(a, b) of y = a * x^b, least squares on logs."""
+    xs = [math.log(x) for x, _ in points]
+    ys = [math.log(y) for _, y in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return math.exp(my - b * mx), b
+
+
+def main() -> None:
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for scale in EXTRA:
+            work = Path(tmp) / f"x{scale}"
+            work.mkdir()
+            runs[scale] = run_scale(scale, work)
+    print(f"\nfit time = a * input^b and peak = c * input^d over {', '.join(f'{s}x' for s in runs)}; "
+          f"projection for {STACK_V2_BYTES / 1e12:.1f} TB pulled (each stage's input shrinking as at 4x):")
+    largest = runs[max(runs)]
+    share = {stage: largest[stage]["input_bytes"] / largest["pull"]["input_bytes"] for stage in STAGES}
+    for stage in STAGES:
+        points = [(runs[s][stage]["input_bytes"], runs[s][stage]["seconds"]) for s in runs]
+        memory = [(runs[s][stage]["input_bytes"], runs[s][stage]["peak_bytes"]) for s in runs]
+        a, b = fit(points)
+        _, d = fit(memory)
+        size = STACK_V2_BYTES * share[stage]
+        hours = a * size**b / 3600
+        core_hours = hours * CORES
+        nodes = core_hours / (NODE_CORES * HOURS)
+        print(f"  {stage:7s} time exponent {b:4.2f}, memory exponent {d:5.2f}; input {size / 1e12:6.1f} TB -> "
+              f"{core_hours:12,.0f} core-hours = {max(1, math.ceil(nodes)):6,} nodes of {NODE_CORES} cores for "
+              f"{HOURS} h")
+    peaks = ", ".join(f"{stage} {largest[stage]['peak_bytes'] / 2**20:.0f} MiB" for stage in STAGES)
+    print(f"(peak RSS at 4x: {peaks}; this machine: {CORES} cores)")
+
+
+if __name__ == "__main__":
+    main()
