@@ -58,6 +58,8 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/bench_tokenize.py
 	$(BIN)/python bench/bench_train.py
 	$(BIN)/python bench/bench_eval.py
+	$(BIN)/python bench/bench_parallel_jobs.py
+	$(BIN)/python bench/bench_scaling.py
 	$(BIN)/python bench/bench_gpu_attention.py
 
 # The work cache of interrupted data stages (src/starbuild/work_cache.py): print its size, then empty it.

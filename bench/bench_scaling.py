@@ -4,10 +4,12 @@
 numba's and sympy's (installed by `make setup`, so the same bytes on every machine with the lock).
 Each scale runs pull, filter, dedup, clean and format in a fresh project directory, each stage in its
 own process with the default local executor (2 workers); wall time and the peak RSS of the largest
-process (the stage or one of its workers) are recorded per stage. The growth of each is fitted as
-time = a * input_bytes^b (least squares in log-log), and the fit projects what a Stack v2-sized input
-would take (67.5 TB pulled, then each stage's input shrinking as it did here at 4x), as core-hours
-and as 64-core nodes for a 24-hour run, assuming shard work scales out linearly (executor=ray).
+process (the stage or one of its workers) are recorded per stage. Each is fitted as a fixed cost plus
+a cost per input byte (least squares), and the log-log slope of time is printed too (1 = linear);
+peak RSS is printed per scale (it should stay flat: memory is bounded by the shard, not the corpus).
+The per-byte cost projects what a Stack v2-sized input would take (67.5 TB pulled, then each stage's
+input shrinking as it did here at 4x), as core-hours and as 64-core nodes for a 24-hour run,
+assuming shard work scales out linearly (executor=ray).
 Run: `.venv/bin/python bench/bench_scaling.py` (a few minutes).
 """
 
@@ -88,13 +90,17 @@ def run_scale(scale: int, work: Path) -> dict[str, dict]:
     return results
 
 
-def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
-    """(a, b) of y = a * x^b, least squares on logs."""
-    xs = [math.log(x) for x, _ in points]
-    ys = [math.log(y) for _, y in points]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
-    return math.exp(my - b * mx), b
+def affine(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """(fixed, per_unit) of y = fixed + per_unit * x, least squares."""
+    mx = sum(x for x, _ in points) / len(points)
+    my = sum(y for _, y in points) / len(points)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+    return my - slope * mx, slope
+
+
+def loglog_slope(points: list[tuple[float, float]]) -> float:
+    """The slope of log y against log x (1: linear growth)."""
+    return affine([(math.log(x), math.log(y)) for x, y in points])[1]
 
 
 def main() -> None:
@@ -104,24 +110,23 @@ def main() -> None:
             work = Path(tmp) / f"x{scale}"
             work.mkdir()
             runs[scale] = run_scale(scale, work)
-    print(f"\nfit time = a * input^b and peak = c * input^d over {', '.join(f'{s}x' for s in runs)}; "
+    print(f"\nfit: time = fixed + input / throughput over {len(runs)} scales (peak RSS at each scale); "
           f"projection for {STACK_V2_BYTES / 1e12:.1f} TB pulled (each stage's input shrinking as at 4x):")
     largest = runs[max(runs)]
     share = {stage: largest[stage]["input_bytes"] / largest["pull"]["input_bytes"] for stage in STAGES}
     for stage in STAGES:
         points = [(runs[s][stage]["input_bytes"], runs[s][stage]["seconds"]) for s in runs]
-        memory = [(runs[s][stage]["input_bytes"], runs[s][stage]["peak_bytes"]) for s in runs]
-        a, b = fit(points)
-        _, d = fit(memory)
+        peaks = "/".join(f"{runs[s][stage]['peak_bytes'] / 2**20:.0f}" for s in runs)
+        fixed, per_byte = affine(points)
         size = STACK_V2_BYTES * share[stage]
-        hours = a * size**b / 3600
-        core_hours = hours * CORES
-        nodes = core_hours / (NODE_CORES * HOURS)
-        print(f"  {stage:7s} time exponent {b:4.2f}, memory exponent {d:5.2f}; input {size / 1e12:6.1f} TB -> "
-              f"{core_hours:12,.0f} core-hours = {max(1, math.ceil(nodes)):6,} nodes of {NODE_CORES} cores for "
-              f"{HOURS} h")
-    peaks = ", ".join(f"{stage} {largest[stage]['peak_bytes'] / 2**20:.0f} MiB" for stage in STAGES)
-    print(f"(peak RSS at 4x: {peaks}; this machine: {CORES} cores)")
+        core_hours = max(per_byte, 0.0) * size * CORES / 3600
+        nodes = max(1, math.ceil(core_hours / (NODE_CORES * HOURS)))
+        print(f"  {stage:7s} fixed {fixed:5.2f} s, {1e-6 / per_byte:6.1f} MB/s on {CORES} cores (log-log slope "
+              f"{loglog_slope(points):4.2f}); peak RSS {peaks} MiB; "
+              f"{size / 1e12:5.1f} TB -> {core_hours:9,.0f} core-hours = {nodes:4,} nodes x {NODE_CORES} cores "
+              f"x {HOURS} h")
+    print(f"(this machine: {CORES} cores; a stage holds one shard at a time per worker, so its peak RSS follows the "
+          f"shard size, not the corpus)")
 
 
 if __name__ == "__main__":
