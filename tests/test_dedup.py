@@ -252,6 +252,27 @@ def test_deterministic(tmp_path, make_context):
     assert not list(tmp_path.glob(".tmp*")) and not list((tmp_path / "data").glob(".tmp*"))
 
 
+def test_buckets_in_parts_give_what_one_part_gives(tmp_path, make_context, monkeypatch):
+    from starbuild.dedup import near
+
+    near_copy = FUNCTION.replace("Read a configuration file", "Load a config file") + "\n# trailing note\n"
+    shards = [[row(f"r{i}/x", "cfg.py", (FUNCTION if i % 2 else near_copy) + f"# variant {i}\n"),
+               row(f"r{i}/x", "c.py", f"y = {i}\n" * 9)]
+              for i in range(6)]
+    write_table(tmp_path / layout.FILTERED, shards)
+
+    def snapshot() -> dict[str, bytes]:
+        return file_bytes(tmp_path, layout.DEDUP, layout.DEDUP_CLUSTERS, layout.metrics_file("dedup"))
+
+    assert near.bucket_parts(6) == 6
+    run_dedup(make_context("dedup"))
+    parts = snapshot()
+    monkeypatch.setattr(near, "MAX_BUCKET_PARTS", 1)
+    run_dedup(make_context("dedup"))
+    assert snapshot() == parts
+    assert sum(c["reason"] == "near_dup" for c in read_clusters(tmp_path)) == 6
+
+
 def test_no_duplicates_keeps_everything(tmp_path, make_context):
     shard = [row("r", f"f{i}.py", f"x = {i}\n") for i in range(5)]
     write_table(tmp_path / layout.FILTERED, [shard, []])

@@ -3,9 +3,11 @@
 Steps, each bounded in memory:
 1. Signatures, one executor task per input shard: each task reads only its surviving rows' `content`,
    computes every file's MinHash signature and writes its band keys (doc, group, band, key) to a Parquet
-   file on disk. A task holds one shard's texts; nothing else holds texts.
-2. Buckets in DuckDB: files sharing (group, band, key) are candidates; each gets one edge to its bucket's
-   smallest doc (BigCode's rule), so a bucket of n files gives n-1 edges, not n². DuckDB sorts and spills.
+   file on disk, one row group per part (key mod parts). A task holds one shard's texts; nothing else does.
+2. Buckets in DuckDB, one executor task per part: files sharing (group, band, key) are candidates; each gets
+   one edge to its bucket's smallest doc (BigCode's rule), so a bucket of n files gives n-1 edges, not n².
+   A bucket lies wholly in its key's part, and a task reads only its part's row groups of every band file;
+   DuckDB sorts and spills. The parts' edges are then merged, distinct and sorted, whatever the part count.
 3. Optional check (`dedup.verify`): an edge stays only if the exact Jaccard of the two files' shingle sets
    reaches the threshold; texts are read shard by shard for the docs on edges only. Only the star edges are
    checked, so two similar files whose every shared bucket also holds a smaller dissimilar file lose their
@@ -40,7 +42,10 @@ from starbuild.dedup.minhash import (
     signature_matrix,
 )
 
-BANDS_SCHEMA = pa.schema([("doc", pa.string()), ("grp", pa.string()), ("band", pa.int16()), ("key", pa.int64())])
+BANDS_SCHEMA = pa.schema([("doc", pa.string()), ("grp", pa.string()), ("band", pa.int16()), ("key", pa.int64()),
+                          ("part", pa.int32())])
+# Buckets are split into at most this many parts by band key, each part bucketed by one executor task.
+MAX_BUCKET_PARTS = 64
 
 # The rows near dedup looks at: survivors of the exact levels, with their doc key and group.
 CANDIDATES_SQL = """
@@ -50,12 +55,18 @@ FROM decisions WHERE repo_kept AND blob_kept AND blob_id IS NOT NULL
 ORDER BY shard, row_idx
 """
 
+# One part of the buckets: a bucket (grp, band, key) lies wholly in the part of its key.
+PART_EDGES_SQL = """
+COPY (
+    SELECT DISTINCT doc AS a, first_doc AS b
+    FROM (SELECT doc, min(doc) OVER (PARTITION BY grp, band, key) AS first_doc
+          FROM read_parquet($files) WHERE part = $part)
+    WHERE doc <> first_doc
+) TO '{out}' (FORMAT parquet)
+"""
+
 EDGES_SQL = """
-CREATE TABLE edges AS
-SELECT DISTINCT doc AS a, first_doc AS b
-FROM (SELECT doc, min(doc) OVER (PARTITION BY grp, band, key) AS first_doc FROM read_parquet($files))
-WHERE doc <> first_doc
-ORDER BY a, b
+CREATE TABLE edges AS SELECT DISTINCT a, b FROM read_parquet($files) ORDER BY a, b
 """
 
 SURVIVORS_SQL = f"""
@@ -89,6 +100,8 @@ class BandTask:
     groups: list[str]
     out: Path
     params: MinHashParams
+    # Band keys are written in `parts` row groups, part = key mod parts, for the bucket tasks.
+    parts: int = 1
 
 
 def write_band_keys(task: BandTask) -> int:
@@ -102,14 +115,43 @@ def write_band_keys(task: BandTask) -> int:
     # A file with fewer than min_tokens tokens has no shingle, so no signature: never a near-duplicate.
     signed = np.flatnonzero(np.bincount(owners, minlength=len(task.rows)))
     keys = [key for index in signed for key in band_keys(matrix[index], bands, rows).tolist()]
+    key_array = np.asarray(keys, dtype=np.int64)
     table = pa.table([
         pa.array(np.repeat(np.asarray(task.docs, dtype=object)[signed], bands), pa.string()),
         pa.array(np.repeat(np.asarray(task.groups, dtype=object)[signed], bands), pa.string()),
         pa.array(np.tile(np.arange(bands, dtype=np.int16), signed.size), pa.int16()),
-        pa.array(keys, pa.int64()),
+        pa.array(key_array, pa.int64()),
+        pa.array(np.mod(key_array, task.parts).astype(np.int32), pa.int32()),
     ], schema=BANDS_SCHEMA)
-    pq.write_table(table, task.out)
+    # One row group per part, so a bucket task reads only its own part of every file (row-group statistics).
+    table = table.sort_by([("part", "ascending")])
+    with pq.ParquetWriter(task.out, BANDS_SCHEMA) as writer:
+        bounds = np.searchsorted(table.column("part").to_numpy(), np.arange(task.parts + 1))
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            if end > start:
+                writer.write_table(table.slice(start, end - start))
     return int(signed.size)
+
+
+@dataclass(frozen=True)
+class BucketTask:
+    """One part of step 2: the buckets of band keys with key mod parts == part, across every band file."""
+
+    band_files: list[Path]
+    part: int
+    out: Path
+
+
+def write_part_edges(task: BucketTask) -> None:
+    """Write the candidate edges of the task's part of the buckets to `task.out`."""
+    with duckdb.connect() as con:
+        con.execute(PART_EDGES_SQL.format(out=str(task.out).replace("'", "''")),
+                    {"files": [str(f) for f in task.band_files], "part": task.part})
+
+
+def bucket_parts(shards: int) -> int:
+    """How many bucket tasks step 2 has for `shards` signed shards."""
+    return max(1, min(shards, MAX_BUCKET_PARTS))
 
 
 def band_tasks(con: duckdb.DuckDBPyConnection, shards: list[Path], work: Path, params: MinHashParams,
@@ -123,16 +165,17 @@ def band_tasks(con: duckdb.DuckDBPyConnection, shards: list[Path], work: Path, p
         rows.append(row)
         docs.append(doc)
         groups.append(group)
-    return [BandTask(shards[i], rows, docs, groups, work / f"bands-{i:05d}.parquet", params)
+    parts = bucket_parts(len(by_shard))
+    return [BandTask(shards[i], rows, docs, groups, work / f"bands-{i:05d}.parquet", params, parts)
             for i, (rows, docs, groups) in sorted(by_shard.items())]
 
 
-def candidate_edges(con: duckdb.DuckDBPyConnection, band_files: list[Path]) -> list[tuple[str, str]]:
-    """Every (doc, smallest doc of a shared bucket) pair, sorted and distinct."""
-    if not band_files:
+def candidate_edges(con: duckdb.DuckDBPyConnection, edge_files: list[Path]) -> list[tuple[str, str]]:
+    """Every (doc, smallest doc of a shared bucket) pair of the parts' edge files, sorted and distinct."""
+    if not edge_files:
         con.execute("CREATE TABLE edges (a VARCHAR, b VARCHAR)")
         return []
-    con.execute(EDGES_SQL, {"files": [str(f) for f in band_files]})
+    con.execute(EDGES_SQL, {"files": [str(f) for f in edge_files]})
     return [(a, b) for a, b in con.execute("SELECT a, b FROM edges ORDER BY a, b").fetchall()]
 
 

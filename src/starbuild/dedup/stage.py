@@ -97,17 +97,23 @@ def write_kept_rows(task: tuple[Path, list[int], Path]) -> None:
 
 def near_dedup(ctx: StageContext, con: duckdb.DuckDBPyConnection, cfg: DedupConfig, shards: list[Path],
                work: Path, cache: WorkCache) -> dict[str, Any]:
-    """Steps 1–5 of `near`: signatures per shard (those of an interrupted run taken from `cache`), buckets,
-    optional check, components, survivors."""
+    """Steps 1–5 of `near`: signatures per shard (those of an interrupted run taken from `cache`), buckets in
+    parts by band key, optional check, components, survivors."""
     params = cfg.minhash()
     bands, rows = params.bands_rows()
     tasks = near.band_tasks(con, shards, work, params, cfg.per_language)
     # Which rows of a shard are signed, and under which ids, follows from the exact dedup of all shards.
-    selection = [json.dumps([t.rows, t.docs, t.groups]).encode() for t in tasks]
+    selection = [json.dumps([t.rows, t.docs, t.groups, t.parts]).encode() for t in tasks]
     signed = cache.map(make_executor(ctx.cfg.executor), near.write_band_keys, tasks, inputs=[t.shard for t in tasks],
                        outputs=[t.out for t in tasks], desc="minhash", labels=[t.shard.name for t in tasks],
                        extra=selection)
-    edges = near.candidate_edges(con, [t.out for t in tasks])
+    # Step 2, the buckets, in parts by band key: each part an executor task over every band file.
+    parts = tasks[0].parts if tasks else 0
+    band_files = [t.out for t in tasks]
+    buckets = [near.BucketTask(band_files, part, work / f"edges-{part:05d}.parquet") for part in range(parts)]
+    make_executor(ctx.cfg.executor).map(near.write_part_edges, buckets, desc="buckets",
+                                        labels=[f"bucket part {b.part}" for b in buckets])
+    edges = near.candidate_edges(con, [b.out for b in buckets])
     candidates = len(edges)
     if cfg.verify and edges:
         texts = near.texts_of(con, shards, {doc for edge in edges for doc in edge})
