@@ -15,6 +15,9 @@ from omegaconf import OmegaConf
 from starbuild.clean.stage import run_clean
 from starbuild.core import layout, schemas
 from starbuild.core.config import compose
+from starbuild.swh.local import LocalSource
+from starbuild.swh.source import SourceConfig
+from starbuild.swh.stage import run_pull
 from starbuild.work_cache import ENV, WorkCache, main, stage_fingerprint, usage
 from tests.conftest import REPO_ROOT
 from tests.factories import file_bytes, raw_row, stage_context, with_overrides, write_table
@@ -24,6 +27,9 @@ RUN_CLEAN = """
 import sys
 from omegaconf import OmegaConf
 from starbuild.clean.stage import run_clean
+from starbuild.swh.local import LocalSource
+from starbuild.swh.source import SourceConfig
+from starbuild.swh.stage import run_pull
 from tests.factories import stage_context
 run_clean(stage_context("clean", OmegaConf.load(sys.argv[1]), __import__("pathlib").Path(sys.argv[2])))
 """
@@ -72,10 +78,59 @@ def test_a_killed_stage_reruns_only_the_missing_shards(tmp_path: Path, cfg, monk
 
     with caplog.at_level(logging.INFO, logger="starbuild.work_cache"):
         run_clean(stage_context("clean", cfg, tmp_path / "killed"))
-    assert f"clean: {done} of {SHARDS} shards reused" in caplog.text
+    assert f"clean: {done} of {SHARDS} tasks reused" in caplog.text
     assert file_bytes(tmp_path / "killed", *outs) == {
         name.replace("whole", "killed"): data for name, data in expected.items()}
     assert usage(cache) == (0, 0), "a finished stage drops its entries"
+
+
+RUN_PULL = RUN_CLEAN.replace("starbuild.clean.stage import run_clean", "starbuild.swh.stage import run_pull").replace(
+    'run_clean(stage_context("clean"', 'run_pull(stage_context("pull"')
+
+
+def test_a_killed_pull_reruns_only_the_missing_origins(tmp_path: Path, cfg, monkeypatch, caplog) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    sources = sorted(Path(logging.__file__).parent.parent.joinpath("email").rglob("*.py"))
+    origins = []
+    for index in range(SHARDS):
+        root = tmp_path / "origins" / f"repo-{index}"
+        root.mkdir(parents=True)
+        for source in sources[index::2]:
+            (root / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+        origins.append({"name": f"org/repo-{index}", "path": str(root)})
+    pull_cfg = with_overrides(cfg, source={"origins": origins, "opt_out": str(tmp_path / "opt_out.txt")})
+    (tmp_path / "opt_out.txt").write_text("")
+    outs = (layout.RAW, layout.metrics_file("pull"))
+    run_pull(stage_context("pull", pull_cfg, tmp_path / "whole"))
+    expected = file_bytes(tmp_path / "whole", *outs)
+
+    config_file = tmp_path / "cfg.yaml"
+    OmegaConf.save(pull_cfg, config_file)
+    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'src'}{os.pathsep}{REPO_ROOT}"}
+    process = subprocess.Popen([sys.executable, "-c", RUN_PULL, str(config_file), str(tmp_path / "killed")],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = tmp_path / "killed" / ".cache" / "starbuild" / "work"
+    deadline = time.monotonic() + 120
+    while usage(cache)[0] < 3 and process.poll() is None:
+        assert time.monotonic() < deadline, "no origin finished"
+        time.sleep(0.002)
+    process.kill()
+    process.wait()
+    done = usage(cache)[0]
+    assert 3 <= done < SHARDS and not (tmp_path / "killed" / layout.RAW).exists(), "killed too late"
+
+    with caplog.at_level(logging.INFO, logger="starbuild.work_cache"):
+        run_pull(stage_context("pull", pull_cfg, tmp_path / "killed"))
+    assert f"origins: {done} of {SHARDS} tasks reused" in caplog.text
+    assert file_bytes(tmp_path / "killed", *outs) == {
+        name.replace("whole", "killed"): data for name, data in expected.items()}
+    # A changed file is a changed origin: its key changes, so an old entry would not be reused.
+    source = LocalSource(SourceConfig(**OmegaConf.to_container(pull_cfg.source)), tmp_path)
+    first = source.origins()[0]
+    before = source.origin_key(first)
+    assert source.origin_key(first) == before
+    (first.root / sources[0].name).write_text("changed = True\n")
+    assert source.origin_key(first) != before
 
 
 def test_entries_are_keyed_by_code_params_and_input(tmp_path: Path, cfg) -> None:

@@ -1,13 +1,14 @@
 """A content-addressed cache of finished shard tasks, so a stage killed part-way reruns only what is missing.
 
 A task's entry is keyed by the stage's fingerprint (its code deps' bytes and its declared params, as
-dvc.yaml lists them; the executor excluded, since it never changes the bytes) and the SHA-256 of the
-task's input shard. The entry holds the task's output file and its result, written by the worker
-that ran it, atomically. On a rerun every task whose entry exists is copied back instead of run, so
-the outputs are byte-identical. The cache lives outside DVC's outs, in `.cache/starbuild/work/`
-(or `$STARBUILD_WORK_CACHE`; `off` disables it); a stage that finishes removes its own entries, so
-only interrupted runs leave any. `python -m starbuild.work_cache` prints its size, `--prune`
-(`make prune-work-cache`) empties it.
+dvc.yaml lists them; the executor excluded, since it never changes the bytes) and the task's own key:
+the SHA-256 of its input shard (and of anything else its output depends on), or for pull an origin's
+identity (a git commit, a directory's file sizes and times). The entry holds the task's output file
+and its result, written by the worker that ran it, atomically. On a rerun every task whose entry
+exists is copied back instead of run, so the outputs are byte-identical. The cache lives outside
+DVC's outs, in `.cache/starbuild/work/` (or `$STARBUILD_WORK_CACHE`; `off` disables it); a stage that
+finishes removes its own entries, so only interrupted runs leave any. `python -m starbuild.work_cache`
+prints its size, `--prune` (`make prune-work-cache`) empties it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ RESULT = "result.pickle"
 # Params that choose where work runs, never what it writes.
 NOT_OUTPUT_PARAMS = ("executor",)
 CODE_ROOTS = ("src/", "stages/")
+DATA_ROOTS = ("data/", "models/")
 
 
 def cache_root(root: Path) -> Path | None:
@@ -75,9 +77,11 @@ def stage_fingerprint(stage: str, cfg: Any) -> str:
         spec = {"deps": [package.relative_to(repo)], "params": [key for key in cfg if key not in NOT_OUTPUT_PARAMS]}
     digest = hashlib.sha256(stage.encode())
     for dep in sorted(str(path) for path in layout.declared_paths(spec, "deps")):
-        if not dep.startswith(CODE_ROOTS) and not (repo / dep).is_relative_to(package):
-            continue
         target = repo / dep
+        is_code = dep.startswith(CODE_ROOTS) or target.is_relative_to(package)
+        # Files such as requirements.lock (library versions) count too; data deps are the tasks' own keys.
+        if not is_code and not (target.is_file() and not dep.startswith(DATA_ROOTS)):
+            continue
         files = sorted(p for p in target.rglob("*.py") if "__pycache__" not in p.parts) if target.is_dir() else [target]
         for file in files:
             digest.update(str(file.relative_to(repo)).encode())
@@ -97,9 +101,11 @@ class _Stored:
 
     fn: Callable[[Any], Any]
 
-    def __call__(self, item: tuple[Any, Path, Path]) -> Any:
+    def __call__(self, item: tuple[Any, Path, Path | None]) -> Any:
         task, output, entry = item
         result = self.fn(task)
+        if entry is None:
+            return result
         staging = entry.with_name(f".tmp-{entry.name}-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -124,27 +130,32 @@ class WorkCache:
         base = cache_root(root)
         return cls(None if base is None else base / stage / stage_fingerprint(stage, cfg)[:24])
 
-    def map(self, executor: Any, fn: Callable[[T], R], tasks: Sequence[T], inputs: Sequence[Path],
-            outputs: Sequence[Path], desc: str, labels: Sequence[str],
-            extra: Sequence[bytes] | None = None) -> list[R]:
-        """`executor.map(fn, tasks)`, except that a task whose input shard was done before (an entry keyed
-        by its bytes, and by its `extra` bytes: whatever else the task's output depends on) has its
-        output file copied back and its result reused instead of running."""
+    def keys(self, inputs: Sequence[Path], extra: Sequence[bytes] | None = None) -> list[str]:
+        """A key per task from the SHA-256 of its input file and its `extra` bytes (whatever else its output
+        depends on); nothing is hashed when the cache is off."""
         if self.directory is None:
-            return executor.map(fn, tasks, desc=desc, labels=labels)
-        self.directory.mkdir(parents=True, exist_ok=True)
+            return []
         keys = [file_sha256(path) for path in inputs]
         if extra is not None:
             keys = [hashlib.sha256(key.encode() + more).hexdigest() for key, more in zip(keys, extra, strict=True)]
-        entries = [self.directory / key for key in keys]
+        return keys
+
+    def map(self, executor: Any, fn: Callable[[T], R], tasks: Sequence[T], keys: Sequence[str | None],
+            outputs: Sequence[Path], desc: str, labels: Sequence[str]) -> list[R]:
+        """`executor.map(fn, tasks)`, except that a task whose key has an entry (done by an interrupted run) has
+        its output file copied back and its result reused instead of running; a None key is never cached."""
+        if self.directory is None:
+            return executor.map(fn, tasks, desc=desc, labels=labels)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        entries = [None if key is None else self.directory / key for key in keys]
         results: dict[int, R] = {}
         for index, entry in enumerate(entries):
-            if (entry / RESULT).is_file():
+            if entry is not None and (entry / RESULT).is_file():
                 shutil.copyfile(entry / OUTPUT, outputs[index])
                 results[index] = pickle.loads((entry / RESULT).read_bytes())
         missing = [i for i in range(len(tasks)) if i not in results]
         if results:
-            log.info("%s: %d of %d shards reused from the work cache %s (an interrupted run's)", desc, len(results),
+            log.info("%s: %d of %d tasks reused from the work cache %s (an interrupted run's)", desc, len(results),
                      len(tasks), self.directory)
         done = executor.map(_Stored(fn), [(tasks[i], outputs[i], entries[i]) for i in missing], desc=desc,
                             labels=[labels[i] for i in missing])

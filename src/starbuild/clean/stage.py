@@ -77,7 +77,7 @@ def run_clean(ctx: StageContext) -> None:
         tasks = [(src, clean_dir / src.name) for src in shards]
         # A shard clamscan cannot scan fails the stage as one line naming the shard (TaskFailed).
         cache = WorkCache.for_stage(ctx.name, ctx.root, ctx.cfg)
-        results = cache.map(executor, _CleanShard(rules, patterns, scanner), tasks, inputs=shards,
+        results = cache.map(executor, _CleanShard(rules, patterns, scanner), tasks, cache.keys(shards),
                             outputs=[dst for _, dst in tasks], desc="clean", labels=[str(src) for src in shards])
         write_shard(removal_table([row for _, rows in results for row in rows]), gone / shard_name(0))
     cache.finish()

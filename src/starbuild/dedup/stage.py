@@ -104,9 +104,9 @@ def near_dedup(ctx: StageContext, con: duckdb.DuckDBPyConnection, cfg: DedupConf
     tasks = near.band_tasks(con, shards, work, params, cfg.per_language)
     # Which rows of a shard are signed, and under which ids, follows from the exact dedup of all shards.
     selection = [json.dumps([t.rows, t.docs, t.groups, t.parts]).encode() for t in tasks]
-    signed = cache.map(make_executor(ctx.cfg.executor), near.write_band_keys, tasks, inputs=[t.shard for t in tasks],
-                       outputs=[t.out for t in tasks], desc="minhash", labels=[t.shard.name for t in tasks],
-                       extra=selection)
+    signed = cache.map(make_executor(ctx.cfg.executor), near.write_band_keys, tasks,
+                       cache.keys([t.shard for t in tasks], selection), outputs=[t.out for t in tasks],
+                       desc="minhash", labels=[t.shard.name for t in tasks])
     # Step 2, the buckets, in parts by band key: each part an executor task over every band file.
     parts = tasks[0].parts if tasks else 0
     band_files = [t.out for t in tasks]

@@ -51,7 +51,7 @@ def transform_shards(
     """
     with atomic_output(out_dir) as tmp:
         tasks = [(Path(src), tmp / Path(src).name) for src in shards]
-        per_shard = cache.map(executor, _ShardJob(fn), tasks, inputs=[src for src, _ in tasks],
+        per_shard = cache.map(executor, _ShardJob(fn), tasks, cache.keys([src for src, _ in tasks]),
                               outputs=[dst for _, dst in tasks], desc=desc, labels=[str(src) for src in shards])
     cache.finish()
     return sum_counts(per_shard)

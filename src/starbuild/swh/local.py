@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 from starbuild.swh.origins import Origin, OriginFile, resolve, walk_directory, walk_git
@@ -24,6 +26,27 @@ class LocalSource:
         if duplicates:
             raise ValueError(f"origin names must be unique in source.origins; repeated: {', '.join(duplicates)}")
         return sorted(origins, key=lambda o: o.name)
+
+    def origin_key(self, origin: Origin) -> str:
+        """What the origin's rows depend on, for the work cache: a git branch's head commit, or every file's
+        path, size and modification time of a directory (cheap to read, unlike the bytes)."""
+        digest = hashlib.sha256(repr((origin.name, str(origin.root), origin.branch, origin.declared_licenses)).encode())
+        if origin.is_git:
+            from dulwich.repo import Repo
+
+            repo = Repo(str(origin.root))
+            ref = b"HEAD" if origin.branch is None else b"refs/heads/" + origin.branch.encode()
+            try:
+                digest.update(repo.refs[ref])
+            except KeyError:  # no such branch: pulling it fails and names it, nothing is cached
+                digest.update(b"no head")
+        else:
+            for path in sorted(p for p in origin.root.rglob("*") if p.is_file() or p.is_symlink()):
+                stat = path.lstat()
+                # fsencode: a file name need not be valid UTF-8.
+                digest.update(os.fsencode(path.relative_to(origin.root)))
+                digest.update(f"\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+        return digest.hexdigest()
 
     def pull_origin(self, origin: Origin, destination: Path) -> OriginSummary:
         """Walk the origin (a git repository's branch head, or a directory) and write its rows."""

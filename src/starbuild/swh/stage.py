@@ -21,6 +21,7 @@ from starbuild.swh.opt_out import opted_out, read_opt_out
 from starbuild.swh.origins import OriginError
 from starbuild.swh.source import OriginSummary, Source, SourceConfig
 from starbuild.swh.sources import make_source
+from starbuild.work_cache import WorkCache
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +92,22 @@ def run_pull(ctx: StageContext) -> None:
     if removed:
         log.info("opted out: %d origins (%s)", len(removed), ", ".join(removed))
     executor = make_executor(ctx.cfg.executor)
+    cache = WorkCache.for_stage(ctx.name, ctx.root, ctx.cfg)
     log.info("pulling %d origins", len(origins))
     with atomic_output(ctx.output(layout.RAW)) as tmp:
         staging = tmp / "_origins"
         staging.mkdir()
         staged = [staging / f"{i:05d}.parquet" for i in range(len(origins))]
         tasks = [(source, origin, path) for origin, path in zip(origins, staged, strict=True)]
-        # An origin that fails in a worker surfaces as one line naming it (TaskFailed, a StageError).
-        summaries = executor.map(_pull_one, tasks, desc="origins", labels=[o.name for o in origins])
+        # An origin that fails in a worker surfaces as one line naming it (TaskFailed, a StageError). Origins a
+        # killed run finished come from the work cache, for sources that can name an origin's content cheaply.
+        keyed = getattr(source, "origin_key", None)
+        keys = [keyed(origin) for origin in origins] if keyed is not None and cache.directory else [None] * len(tasks)
+        summaries = cache.map(executor, _pull_one, tasks, keys, outputs=staged, desc="origins",
+                              labels=[o.name for o in origins])
         shards = write_raw_shards(staged, tmp, source_cfg.shard_target_bytes)
         shutil.rmtree(staging)
+    cache.finish()
     log.info("wrote %d shards to %s", shards, ctx.output(layout.RAW))
     ctx.write_metrics({**pull_metrics(summaries, shards), "opted_out": removed})
 

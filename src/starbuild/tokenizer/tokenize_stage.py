@@ -118,8 +118,9 @@ def encode_split(executor: Executor, cache: WorkCache, encoder: EncodeShard, sha
                  desc: str, tokenizer_digest: bytes) -> tuple[list[Path], SplitStats]:
     """The ids file of every shard of a split, in shard order, and the split's counts."""
     files = [work / f"{index:05d}.ids" for index in range(len(shards))]
-    results = cache.map(executor, encoder, list(zip(shards, files, strict=True)), inputs=shards, outputs=files,
-                        desc=desc, labels=[str(shard) for shard in shards], extra=[tokenizer_digest] * len(shards))
+    keys = cache.keys(shards, [tokenizer_digest] * len(shards))
+    results = cache.map(executor, encoder, list(zip(shards, files, strict=True)), keys, outputs=files, desc=desc,
+                        labels=[str(shard) for shard in shards])
     stats = SplitStats()
     for counts in results:
         stats.add(counts)
