@@ -352,6 +352,17 @@ def test_origins_sharing_a_root_both_get_its_rows(world: World, smoke_cfg: DictC
     assert without(rows[0], *differ) == without(rows[1], *differ)
 
 
+def test_origin_keys_name_the_visit_so_a_resumed_pull_reuses_finished_origins(world: World, smoke_cfg: DictConfig,
+                                                                              tmp_path: Path) -> None:
+    source = GraphSource(graph_config(smoke_cfg, world, tmp_path / "cache"), tmp_path)
+    origins = source.origins()
+    keys = [source.origin_key(o) for o in origins]
+    assert keys == [source.origin_key(o) for o in GraphSource(graph_config(smoke_cfg, world, tmp_path / "c2"),
+                                                                     tmp_path).origins()]
+    # Origins sharing a root directory still differ by name and snapshot.
+    assert len(set(keys)) == len(keys)
+
+
 def test_the_listing_key_follows_the_export_and_the_roots(world: World, tmp_path: Path) -> None:
     graph = shutil.copytree(world.graph, tmp_path / "graph")
     roots = ["b" * 40, "a" * 40]

@@ -343,6 +343,14 @@ class GraphSource:
         listing = ensure_listing(export, roots, self.listings())
         return [replace(o, ref=replace(o.ref, listing=listing)) if o.ref.directory_id else o for o in origins]
 
+    def origin_key(self, origin: OriginRef) -> str:
+        """What the origin's rows depend on, for the work cache: its visit's snapshot, branch, revision and
+        directory (content-addressed ids, so equal ids mean equal files)."""
+        ref: Selection = origin.ref
+        fields = (origin.name, ref.url, ref.missing, ref.snapshot_id, ref.branch_name, ref.revision_id,
+                  ref.directory_id, str(ref.visit_date), str(ref.revision_date), str(ref.committer_date))
+        return hashlib.sha256(repr(fields).encode()).hexdigest()
+
     def pull_origin(self, origin: OriginRef, destination: Path) -> OriginSummary:
         """Rebuild the selected revision's paths, fetch its files' contents and write its rows."""
         chosen: Selection = origin.ref
