@@ -178,12 +178,16 @@ class WorkCache:
 
 
 def usage(base: Path) -> tuple[int, int]:
-    """(entries, bytes) held under a work cache root."""
-    if not base.is_dir():
-        return 0, 0
-    entries = [p for p in base.glob("*/*/*") if p.is_dir() and not p.name.startswith(".tmp-")]
-    size = sum(f.stat().st_size for f in base.rglob("*") if f.is_file())
-    return len(entries), size
+    """(entries, bytes) held under a work cache root; safe while a running stage adds entries."""
+    entries = size = 0
+    # os.walk skips a directory that vanishes under it (a worker renaming its staging directory).
+    for folder, subfolders, files in os.walk(base):
+        if len(Path(folder).relative_to(base).parts) == 2:  # <stage>/<fingerprint>/: its entries
+            entries += sum(not name.startswith(".tmp-") for name in subfolders)
+        for name in files:
+            with contextlib.suppress(OSError):
+                size += os.stat(os.path.join(folder, name)).st_size
+    return entries, size
 
 
 def main(argv: list[str] | None = None) -> int:
