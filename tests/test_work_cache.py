@@ -23,16 +23,38 @@ from tests.conftest import REPO_ROOT
 from tests.factories import file_bytes, raw_row, stage_context, with_overrides, write_table
 
 SHARDS = 10
-RUN_CLEAN = """
-import sys
+RUN_STAGE = """
+import importlib, sys
+from pathlib import Path
 from omegaconf import OmegaConf
-from starbuild.clean.stage import run_clean
-from starbuild.swh.local import LocalSource
-from starbuild.swh.source import SourceConfig
-from starbuild.swh.stage import run_pull
 from tests.factories import stage_context
-run_clean(stage_context("clean", OmegaConf.load(sys.argv[1]), __import__("pathlib").Path(sys.argv[2])))
+module, function, name = sys.argv[3:6]
+getattr(importlib.import_module(module), function)(stage_context(name, OmegaConf.load(sys.argv[1]), Path(sys.argv[2])))
 """
+
+
+def kill_and_resume(run, name: str, cfg, root: Path, tmp_path: Path, caplog, out: Path, desc: str) -> int:
+    """Run stage `run` in another process on `root`, SIGKILL it once 3 (not all) of its SHARDS tasks are in
+    the work cache, rerun it here; check that the rerun reused exactly those. Return how many."""
+    config_file = tmp_path / f"{name}.yaml"
+    OmegaConf.save(cfg, config_file)
+    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'src'}{os.pathsep}{REPO_ROOT}"}
+    process = subprocess.Popen([sys.executable, "-c", RUN_STAGE, str(config_file), str(root), run.__module__,
+                                run.__name__, name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = root / ".cache" / "starbuild" / "work"
+    deadline = time.monotonic() + 120
+    while usage(cache)[0] < 3 and process.poll() is None:
+        assert time.monotonic() < deadline, "no task finished"
+        time.sleep(0.002)
+    process.kill()
+    process.wait()
+    done = usage(cache)[0]
+    assert 3 <= done < SHARDS and not (root / out).exists(), "killed too late"
+    with caplog.at_level(logging.INFO, logger="starbuild.work_cache"):
+        run(stage_context(name, cfg, root))
+    assert f"{desc}: {done} of {SHARDS} tasks reused" in caplog.text
+    assert usage(cache) == (0, 0), "a finished stage drops its entries"
+    return done
 
 
 def stdlib_shards(root: Path) -> None:
@@ -61,31 +83,9 @@ def test_a_killed_stage_reruns_only_the_missing_shards(tmp_path: Path, cfg, monk
     assert usage(tmp_path / "whole" / ".cache" / "starbuild" / "work") == (0, 0), "a finished stage keeps none"
 
     # The same stage in another process, killed (SIGKILL) once some but not all shards are done.
-    config_file = tmp_path / "cfg.yaml"
-    OmegaConf.save(cfg, config_file)
-    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'src'}{os.pathsep}{REPO_ROOT}"}
-    process = subprocess.Popen([sys.executable, "-c", RUN_CLEAN, str(config_file), str(tmp_path / "killed")],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cache = tmp_path / "killed" / ".cache" / "starbuild" / "work"
-    deadline = time.monotonic() + 120
-    while usage(cache)[0] < 3 and process.poll() is None:
-        assert time.monotonic() < deadline, "no shard finished"
-        time.sleep(0.002)
-    process.kill()
-    process.wait()
-    done = usage(cache)[0]
-    assert 3 <= done < SHARDS and not (tmp_path / "killed" / layout.CLEAN).exists(), "killed too late"
-
-    with caplog.at_level(logging.INFO, logger="starbuild.work_cache"):
-        run_clean(stage_context("clean", cfg, tmp_path / "killed"))
-    assert f"clean: {done} of {SHARDS} tasks reused" in caplog.text
+    kill_and_resume(run_clean, "clean", cfg, tmp_path / "killed", tmp_path, caplog, layout.CLEAN, "clean")
     assert file_bytes(tmp_path / "killed", *outs) == {
         name.replace("whole", "killed"): data for name, data in expected.items()}
-    assert usage(cache) == (0, 0), "a finished stage drops its entries"
-
-
-RUN_PULL = RUN_CLEAN.replace("starbuild.clean.stage import run_clean", "starbuild.swh.stage import run_pull").replace(
-    'run_clean(stage_context("clean"', 'run_pull(stage_context("pull"')
 
 
 def test_a_killed_pull_reruns_only_the_missing_origins(tmp_path: Path, cfg, monkeypatch, caplog) -> None:
@@ -104,24 +104,7 @@ def test_a_killed_pull_reruns_only_the_missing_origins(tmp_path: Path, cfg, monk
     run_pull(stage_context("pull", pull_cfg, tmp_path / "whole"))
     expected = file_bytes(tmp_path / "whole", *outs)
 
-    config_file = tmp_path / "cfg.yaml"
-    OmegaConf.save(pull_cfg, config_file)
-    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'src'}{os.pathsep}{REPO_ROOT}"}
-    process = subprocess.Popen([sys.executable, "-c", RUN_PULL, str(config_file), str(tmp_path / "killed")],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cache = tmp_path / "killed" / ".cache" / "starbuild" / "work"
-    deadline = time.monotonic() + 120
-    while usage(cache)[0] < 3 and process.poll() is None:
-        assert time.monotonic() < deadline, "no origin finished"
-        time.sleep(0.002)
-    process.kill()
-    process.wait()
-    done = usage(cache)[0]
-    assert 3 <= done < SHARDS and not (tmp_path / "killed" / layout.RAW).exists(), "killed too late"
-
-    with caplog.at_level(logging.INFO, logger="starbuild.work_cache"):
-        run_pull(stage_context("pull", pull_cfg, tmp_path / "killed"))
-    assert f"origins: {done} of {SHARDS} tasks reused" in caplog.text
+    kill_and_resume(run_pull, "pull", pull_cfg, tmp_path / "killed", tmp_path, caplog, layout.RAW, "origins")
     assert file_bytes(tmp_path / "killed", *outs) == {
         name.replace("whole", "killed"): data for name, data in expected.items()}
     # A changed file is a changed origin: its key changes, so an old entry would not be reused.
