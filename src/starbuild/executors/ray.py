@@ -45,6 +45,8 @@ class RayExecutor(Executor):
     max_in_flight: int | None = None
     max_retries: int = 3
     retry_exceptions: bool = False
+    # Ray's scheduling strategy for the tasks: SPREAD puts shards on every node of a cluster, DEFAULT packs.
+    scheduling_strategy: str = "SPREAD"
 
     def __post_init__(self) -> None:
         for key in ("num_cpus", "max_in_flight"):
@@ -53,6 +55,8 @@ class RayExecutor(Executor):
                 raise ValueError(f"{key} must be an integer >= 1 or null, got {value!r}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.scheduling_strategy not in ("SPREAD", "DEFAULT"):
+            raise ValueError(f"scheduling_strategy must be SPREAD or DEFAULT, got {self.scheduling_strategy!r}")
 
     def connect(self) -> Any:
         """The `ray` module, connected to the cluster (started locally when no address is given)."""
@@ -71,7 +75,8 @@ class RayExecutor(Executor):
         if not tasks:
             return []
         ray = self.connect()
-        remote = ray.remote(_call).options(max_retries=self.max_retries, retry_exceptions=self.retry_exceptions)
+        remote = ray.remote(_call).options(max_retries=self.max_retries, retry_exceptions=self.retry_exceptions,
+                                           scheduling_strategy=self.scheduling_strategy)
         limit = self.max_in_flight or max(1, 2 * int(ray.cluster_resources().get("CPU", 1)))
         fn_ref = ray.put(fn)
         results: dict[int, R] = {}
