@@ -260,6 +260,28 @@ def test_stack_v2_index_gives_the_local_rows(world: World, smoke_cfg: DictConfig
     assert rows == world.local_rows
 
 
+def test_stack_v2_origin_keys_follow_each_repositorys_rows(world: World, smoke_cfg: DictConfig,
+                                                          tmp_path: Path) -> None:
+    from starbuild.swh.stack_v2 import StackV2Source
+
+    def keys(rows: list[dict], name: str) -> dict[str, str]:
+        source_cfg = {"max_file_bytes": fx.MAX_FILE_BYTES,
+                      **stack_source(world, write_index(rows, tmp_path / name), tmp_path / "cache")}
+        source = StackV2Source(typed_section(with_overrides(smoke_cfg, source=source_cfg), "source", SourceConfig),
+                               tmp_path)
+        origins = source.origins()
+        return dict(zip([o.name for o in origins], source.origin_keys(origins), strict=True))
+
+    before = keys(world.local_rows, "a")
+    assert keys(world.local_rows, "b") == before and len(set(before.values())) == len(before) > 1
+    moved = [dict(r) for r in world.local_rows]
+    moved[0]["path"] += ".moved"  # one row of one repository
+    after = keys(moved, "c")
+    changed = moved[0]["repo_name"]
+    assert after[changed] != before[changed]
+    assert {n: k for n, k in after.items() if n != changed} == {n: k for n, k in before.items() if n != changed}
+
+
 def test_stack_v2_decodes_with_the_rows_encoding(world: World, smoke_cfg: DictConfig, tmp_path: Path) -> None:
     alpha = [dict(r) for r in of(world.local_rows, "test/alpha")]
     for row in alpha:

@@ -343,6 +343,10 @@ class GraphSource:
         listing = ensure_listing(export, roots, self.listings())
         return [replace(o, ref=replace(o.ref, listing=listing)) if o.ref.directory_id else o for o in origins]
 
+    def origin_keys(self, origins: list[OriginRef]) -> list[str]:
+        """The work cache's key of each origin (origin_key)."""
+        return [self.origin_key(origin) for origin in origins]
+
     def origin_key(self, origin: OriginRef) -> str:
         """What the origin's rows depend on, for the work cache: its visit's snapshot, branch, revision and
         directory (content-addressed ids, so equal ids mean equal files)."""

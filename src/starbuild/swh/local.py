@@ -27,6 +27,10 @@ class LocalSource:
             raise ValueError(f"origin names must be unique in source.origins; repeated: {', '.join(duplicates)}")
         return sorted(origins, key=lambda o: o.name)
 
+    def origin_keys(self, origins: list[Origin]) -> list[str]:
+        """The work cache's key of each origin (origin_key)."""
+        return [self.origin_key(origin) for origin in origins]
+
     def origin_key(self, origin: Origin) -> str:
         """What the origin's rows depend on, for the work cache: a git branch's head commit, or every file's
         path, size and modification time of a directory (cheap to read, unlike the bytes)."""

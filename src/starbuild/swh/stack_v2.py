@@ -7,6 +7,7 @@ card does. The language, vendor/generated flags and licenses stay as The Stack v
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,12 @@ class Index:
         rows = self.con.execute("SELECT DISTINCT repo_name FROM files WHERE repo_name IS NOT NULL ORDER BY 1")
         return [name for (name,) in rows.fetchall()]
 
+    def digests(self) -> dict[str, str]:
+        """Each repository's MD5 over all its index rows in path order: one pass over the index."""
+        rows = self.con.execute("SELECT repo_name, md5(string_agg(to_json(f)::VARCHAR, chr(10) "
+                                "ORDER BY path, blob_id)) FROM files f WHERE repo_name IS NOT NULL GROUP BY repo_name")
+        return dict(rows.fetchall())
+
     def files(self, repo_name: str) -> list[dict[str, Any]]:
         """The index rows of one repository, by path."""
         query = self.con.execute("SELECT * FROM files WHERE repo_name = ? ORDER BY path, blob_id", [repo_name])
@@ -112,6 +119,12 @@ class StackV2Source:
                 raise ValueError(f"origins not in the index: {', '.join(absent)}; fix source.origins")
             names = wanted
         return [OriginRef(name, name) for name in names]
+
+    def origin_keys(self, origins: list[OriginRef]) -> list[str]:
+        """What each origin's rows depend on, for the work cache: its rows of the index (contents come by
+        blob_id, so equal rows mean equal files)."""
+        digests = self.index().digests()
+        return [hashlib.sha256(f"{origin.name}\0{digests[origin.name]}".encode()).hexdigest() for origin in origins]
 
     def pull_origin(self, origin: OriginRef, destination: Path) -> OriginSummary:
         """Fetch the repository's files by blob_id and write its rows with the index's annotations."""

@@ -101,8 +101,8 @@ def run_pull(ctx: StageContext) -> None:
         tasks = [(source, origin, path) for origin, path in zip(origins, staged, strict=True)]
         # An origin that fails in a worker surfaces as one line naming it (TaskFailed, a StageError). Origins a
         # killed run finished come from the work cache, for sources that can name an origin's content cheaply.
-        keyed = getattr(source, "origin_key", None)
-        keys = [keyed(origin) for origin in origins] if keyed is not None and cache.directory else [None] * len(tasks)
+        keyed = getattr(source, "origin_keys", None)
+        keys = keyed(origins) if keyed is not None and cache.directory else [None] * len(tasks)
         summaries = cache.map(executor, _pull_one, tasks, keys, outputs=staged, desc="origins",
                               labels=[o.name for o in origins])
         shards = write_raw_shards(staged, tmp, source_cfg.shard_target_bytes)
