@@ -103,7 +103,7 @@ def near_dedup(ctx: StageContext, con: duckdb.DuckDBPyConnection, cfg: DedupConf
     bands, rows = params.bands_rows()
     tasks = near.band_tasks(con, shards, work, params, cfg.per_language)
     # Which rows of a shard are signed, and under which ids, follows from the exact dedup of all shards.
-    selection = [json.dumps([t.rows, t.docs, t.groups, t.parts]).encode() for t in tasks]
+    selection = [json.dumps([t.rows, t.docs, t.groups, t.parts]).encode() for t in tasks] if cache.directory else None
     signed = cache.map(make_executor(ctx.cfg.executor), near.write_band_keys, tasks,
                        cache.keys([t.shard for t in tasks], selection), outputs=[t.out for t in tasks],
                        desc="minhash", labels=[t.shard.name for t in tasks])

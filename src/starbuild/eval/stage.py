@@ -103,11 +103,11 @@ def run_perplexity(cfg: EvalConfig, model: PreTrainedModel, tokenizer: PreTraine
     return metrics
 
 
-def run_humaneval(cfg: EvalConfig, seed: int, model: PreTrainedModel,
-                  tokenizer: PreTrainedTokenizerBase) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def run_humaneval(cfg: EvalConfig, seed: int, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                  problems: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Complete HumanEval's prompts and run the completions against the tests in the sandbox."""
     settings = cfg.humaneval
-    tasks = humaneval.load_tasks(settings.limit)
+    tasks = problems[: settings.limit] if settings.limit else problems
     with tqdm(total=len(tasks), desc="humaneval: generate", unit="task") as bar:
         generated = complete(model, tokenizer, [humaneval.prompt_of(task) for task in tasks], settings.sampling,
                              settings.stop, cfg.batch_size, seed, progress=bar.update)
@@ -124,10 +124,11 @@ def run_humaneval(cfg: EvalConfig, seed: int, model: PreTrainedModel,
 
 
 def run_fim(cfg: EvalConfig, seed: int, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-            files: list[tuple[str, str | None, str]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            files: list[tuple[str, str | None, str]],
+            problems: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Infill single lines of HumanEval's solutions and of held-out files; exact match."""
     settings = cfg.fim
-    tasks = (fim_eval.humaneval_fim_tasks(humaneval.load_tasks(), settings.humaneval_tasks, seed,
+    tasks = (fim_eval.humaneval_fim_tasks(problems, settings.humaneval_tasks, seed,
                                           settings.context_chars)
              + fim_eval.val_fim_tasks([(name, text) for name, _, text in files], settings.val_tasks, seed,
                                       settings.context_chars))
@@ -165,12 +166,14 @@ def eval_pinned(ctx: StageContext, cfg: EvalConfig) -> None:
 
     metrics: dict[str, Any] = run_perplexity(cfg, model, tokenizer, files)
     rows: list[dict[str, Any]] = []
+    # Read once: HumanEval's problems feed both pass@k and the FIM lines.
+    problems = humaneval.load_tasks()
     if cfg.humaneval.enabled:
-        found, task_rows = run_humaneval(cfg, seed, model, tokenizer)
+        found, task_rows = run_humaneval(cfg, seed, model, tokenizer, problems)
         metrics |= found
         rows += task_rows
     if cfg.fim.enabled:
-        found, task_rows = run_fim(cfg, seed, model, tokenizer, files)
+        found, task_rows = run_fim(cfg, seed, model, tokenizer, files, problems)
         metrics |= found
         rows += task_rows
     with atomic_file(ctx.output(layout.EVAL_TASKS)) as tmp:
