@@ -53,6 +53,7 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/bench_hashing.py
 	$(BIN)/python bench/bench_pinning.py
 	$(BIN)/python bench/bench_pull.py
+	$(BIN)/python bench/bench_filter.py
 	$(BIN)/python bench/bench_dedup.py
 	$(BIN)/python bench/bench_clean.py
 	$(BIN)/python bench/bench_tokenize.py

@@ -1,83 +1,86 @@
-"""The filter stage: its DuckDB rules against a plain-Python reference, rule by rule and in any order."""
+"""The filter stage: its DuckDB rules against a plain-Python reference (tests/filter_reference.py), rule by rule
+and in any order, on boundary cases, generated files and real files; the funnel and the rejects sample."""
 
 from __future__ import annotations
 
+import csv
 import inspect
+import itertools
 import json
 import random
+import shutil
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from pathlib import Path
 
-import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from starbuild.core import layout
 from starbuild.core.config import compose
-from starbuild.core.schemas import RAW, SchemaMismatch
+from starbuild.core.schemas import FILTER_REJECTS, RAW, UNKNOWN_LANGUAGE, SchemaMismatch
 from starbuild.core.shards import list_shards, read_shard, write_shard
 from starbuild.core.stage import StageError
 from starbuild.filters import rules as rules_module
 from starbuild.filters.query import RuleSet, rules_from_config
 from starbuild.filters.rules import LongLines, LowAlpha, MaxLines, Rule
-from starbuild.filters.stage import run_filter
+from starbuild.filters.stage import FUNNEL_PLOT, run_filter
+from tests import filter_reference as reference
 from tests.conftest import REPO_ROOT
 from tests.factories import file_bytes, raw_row, raw_table, with_overrides, with_section, write_table
 
-# --- the plain-Python reference: one function per rule class, true = drop ---------------------------
 
-
-def ref_max_lines(text: str, language: str | None, rule: MaxLines) -> bool:
-    return len(text.split("\n")) > rule.max_lines
-
-
-def ref_long_lines(text: str, language: str | None, rule: LongLines) -> bool:
-    lengths = [len(line) for line in text.split("\n")]
-    if language in rule.exempt_languages:
-        return max(lengths) > rule.exempt_max_line_length
-    return sum(lengths) / len(lengths) > rule.max_avg_line_length or max(lengths) > rule.max_line_length
-
-
-def ref_low_alpha(text: str, language: str | None, rule: LowAlpha) -> bool:
-    is_letter = str.isalnum if language in rule.alnum_languages else str.isalpha
-    return not text or sum(map(is_letter, text)) / len(text) < rule.min_alpha_fraction
-
-
-REFERENCE: dict[type[Rule], Callable[..., bool]] = {
-    MaxLines: ref_max_lines,
-    LongLines: ref_long_lines,
-    LowAlpha: ref_low_alpha,
-}
-
-
-def reference_reason(content: str | None, language: str | None, rules: Mapping[str, Rule]) -> str | None:
-    """The first rule (in mapping order) whose reference drops the file; None keeps it."""
-    for reason, rule in rules.items():
-        if REFERENCE[type(rule)](content or "", language, rule):
-            return reason
-    return None
+def reference_reason(row: Mapping, rules: Mapping[str, Rule]) -> str | None:
+    return reference.first_reason(row, rules)
 
 
 def test_every_rule_class_has_a_reference(smoke_cfg):
     classes = {cls for _, cls in inspect.getmembers(rules_module, inspect.isclass)
                if issubclass(cls, Rule) and not inspect.isabstract(cls)}
-    assert classes == set(REFERENCE)
-    assert {type(rule) for rule in rules_from_config(smoke_cfg.filter.rules).rules.values()} <= set(REFERENCE)
+    assert classes == set(reference.REFERENCE)
+    assert {type(rule) for rule in rules_from_config(smoke_cfg.filter.rules).rules.values()} <= set(reference.REFERENCE)
 
 
 # --- cases ------------------------------------------------------------------------------------------
 
+# (language, extension) pairs the tests exclude (the shipped list is empty: App. A.1 is not in the references).
+EXCLUDED_PAIRS = "# test pairs\nPython\t.PYX\nMarkdown\t.mdx\n"
+FILLER = "ab cd ef\n"  # letters, no encoded-data match, short lines
 
-def varied_cases(rules: Mapping[str, Rule]) -> list[tuple[str, str | None, str | None]]:
-    """(path, language, content) cases around every threshold of the conf's rules."""
+
+def b64(n: int) -> str:
+    """`n` characters of the base64 class with a newline every 60, not ending in one (one match of length n)."""
+    body = "".join("\n" if i % 61 == 60 else "Ab3+"[i % 4] for i in range(n))
+    return body[:-1] + "Z" if body.endswith("\n") else body
+
+
+def filler(n: int) -> str:
+    return (FILLER * (n // len(FILLER) + 1))[:n].replace("\n", " ", 1) if n else ""
+
+
+def html_page(visible: int, hidden: int) -> str:
+    """A page of `visible` characters of text and `hidden` of script."""
+    return "<p>" + "a" * visible + "</p><script>" + "x" * hidden + "</script>"
+
+
+def varied_cases(rules: Mapping[str, Rule]) -> list[tuple]:
+    """(path, language, content[, row overrides]) cases around every threshold of the rules."""
     long_lines, max_lines = rules["long_lines"], rules["too_many_lines"].max_lines
     avg, longest = int(long_lines.max_avg_line_length), long_lines.max_line_length
     exempt_max = long_lines.exempt_max_line_length
+    encoded, data_lines, page = rules["encoded_data"], rules["data_format_lines"].max_lines, rules["html"]
+    longest_match = encoded.max_match_length
+    visible = page.min_text_chars + 10 - page.min_text_chars % 10
+    at_fraction = round(visible / page.min_text_fraction)
+    json_line = '"abc": "de",\n'
     return [
         ("ok.py", "Python", "def f(x):\n    return x + 1\n"),
         ("empty.py", "Python", ""),
         ("none.py", "Python", None),
         ("newlines.py", "Python", "\n\n\n"),
         ("crlf.py", "Python", "def f():\r\n    return 1\r\n"),
+        ("lone_cr.py", "Python", "a = 1\rb = 2\r"),
         ("crlf_long.py", "Python", ("a" * avg + "\r\n") * 3 + "a" * avg),  # "\r" tips the average over
         ("avg_at.py", "Python", "a" * avg),
         ("avg_over.py", "Python", "a" * (avg + 1)),
@@ -102,51 +105,147 @@ def varied_cases(rules: Mapping[str, Rule]) -> list[tuple[str, str | None, str |
         ("combining.py", "Python", "e\u0301e\u0301e\u0301 1 2 3"),  # marks (Mn) are not letters
         ("emoji.py", "Python", "😀😀😀 ok"),
         ("titlecase.py", "Python", "ǅǈǋ !!!!!!"),  # Lt letters
-        ("roman.py", "Motorola 68K Assembly", "ⅠⅡⅢⅣ ...."),  # Nl: numeric, not alphabetic
+        ("roman.s", "Motorola 68K Assembly", "ⅠⅡⅢⅣ ...."),  # Nl: numeric, not alphabetic
         ("roman_py.py", "Python", "ⅠⅡⅢⅣ ...."),
-        ("superscript.py", "Motorola 68K Assembly", "²³¹ ¼½ ....."),  # No
+        ("superscript.s", "Motorola 68K Assembly", "²³¹ ¼½ ....."),  # No
         ("wide_lines.py", "Python", ("ü" * avg + "\n") * 4),  # code points, not bytes
+        # license and language
+        ("lic_non_permissive.py", "Python", "x = 1\n", {"license_type": "non_permissive"}),
+        ("lic_no_license.py", "Python", "x = 1\n", {"license_type": "no_license"}),
+        ("lic_null.py", "Python", "x = 1\n", {"license_type": None}),
+        ("prog.f90", "Fortran", "program p\nend program p\n"),
+        # excluded extensions (EXCLUDED_PAIRS)
+        ("mod.pyx", "Python", "x = 1\n"),
+        ("MOD.PYX", "Python", "x = 1\n"),
+        ("mod.pyx.py", "Python", "x = 1\n"),
+        ("page.mdx", "Markdown", "# Title\n"),
+        ("page.mdx", "Python", "x = 1\n"),
+        # autogenerated
+        ("gen_enry.py", "Python", "x = 1\n", {"is_generated": True}),
+        ("gen_line1.py", "Python", "# This file is generated by protoc. Do not edit.\nx = 1\n"),
+        ("gen_line5.py", "Python", "a\nb\nc\nd\n# Auto-Generated file\n"),
+        ("gen_line6.py", "Python", "a\nb\nc\nd\ne\n# autogenerated\n"),
+        ("gen_split.py", "Python", "# auto-\n# generated\n"),
+        # encoded data
+        ("b64_at.py", "Python", b64(longest_match) + " " + filler(longest_match)),
+        ("b64_over.py", "Python", b64(longest_match + 1) + " " + filler(longest_match + 1)),
+        ("b64_half.py", "Python", b64(64) + " " + filler(63)),
+        ("b64_over_half.py", "Python", b64(64) + " " + filler(62)),
+        ("hexdump.py", "Python", "0a 1b 2c 3d 4e 5f 6a 7b\n" * 60),
+        ("hexarray.c", "C", "int a[] = {" + "0x1f," * 40 + "};\n" + filler(400)),
+        ("escapes.py", "Python", ("'" + "\\u00e9" * 10 + "'\n") * 20),
+        # data formats
+        ("data_at.json", "JSON", json_line * (data_lines - 1) + json_line.strip()),
+        ("data_over.json", "JSON", json_line * data_lines + json_line.strip()),
+        ("data_over.yaml", "YAML", "abc: de\n" * (data_lines + 1)),
+        ("data_over.py", "Python", "abc = 1\n" * (data_lines + 1)),
+        # JSON and YAML are outside the smol language list, so the language rule drops them first.
+        ("at/README.txt", "Text", "abc de\n" * (data_lines - 1) + "abc de"),
+        ("over/README.txt", "Text", "abc de\n" * data_lines + "abc de"),
+        # HTML
+        ("text_at.html", "HTML", html_page(page.min_text_chars, 0)),
+        ("text_under.html", "HTML", html_page(page.min_text_chars - 1, 0)),
+        ("fraction_at.html", "HTML", html_page(visible, at_fraction - len(html_page(visible, 0)))),
+        ("fraction_under.html", "HTML", html_page(visible, at_fraction - len(html_page(visible, 0)) + 1)),
+        ("script_only.html", "HTML", "<script>" + "var a = 1;\n" * 50 + "</script>"),
+        ("invalid.html", "HTML", "<html><body><p>unclosed <div <<>> &bogus; </b></i><![CDATA[x]]><!DOCTYPE"),
+        # Text file names
+        ("README.txt", "Text", "Some notes about the project.\n"),
+        ("docs/notes", "Text", "Some notes about the project.\n"),
+        ("requirements-dev.txt", "Text", "pytest\nruff\n"),
+        ("CMakeLists.txt", "Text", "project(x)\n"),
+        ("Todo.TXT", "Text", "fix it\n"),
+        ("random.txt", "Text", "Some notes about the project.\n"),
+        (".readme", "Text", "Some notes about the project.\n"),
+        ("README.md.txt", "Text", "Some notes about the project.\n"),
     ]
 
 
 def case_rows(cases) -> list[dict]:
-    """Raw rows for (path, language, content) cases, sorted by path."""
+    """Raw rows for (path, language, content[, overrides]) cases, sorted by path then language."""
     rows = []
-    for path, language, content in sorted(cases, key=lambda case: case[0]):
-        row = raw_row("org/repo", path, content or "", language=language)
+    for path, language, content, *extra in sorted(cases, key=lambda case: (case[0], case[1] or "")):
+        row = raw_row("org/repo", path, content or "", language=language, **(extra[0] if extra else {}))
         row["content"] = content
         rows.append(row)
     return rows
 
 
-def small_cfg(smoke_cfg):
-    """The smoke config with thresholds small enough to hit every boundary cheaply."""
-    return with_overrides(smoke_cfg, filter={"rules": {
+def conf_cfg(smoke_cfg, tmp_path):
+    """The smoke config with EXCLUDED_PAIRS as the excluded extensions."""
+    tsv = tmp_path / "excluded.tsv"
+    tsv.write_text(EXCLUDED_PAIRS, encoding="utf-8")
+    return with_overrides(smoke_cfg, filter={"rules": {"excluded_extensions": {"path": str(tsv)}}})
+
+
+def small_cfg(smoke_cfg, tmp_path):
+    """conf_cfg with thresholds small enough to hit every boundary cheaply."""
+    return with_overrides(conf_cfg(smoke_cfg, tmp_path), filter={"rules": {
         "too_many_lines": {"max_lines": 50},
         "long_lines": {"max_avg_line_length": 10, "max_line_length": 40, "exempt_max_line_length": 200},
+        "encoded_data": {"max_match_length": 100, "max_matched_fraction": 0.3},
+        "data_format_lines": {"max_lines": 20},
+        "html": {"min_text_chars": 30, "min_text_fraction": 0.25},
     }})
 
 
+def both_cfgs(smoke_cfg, tmp_path):
+    return [conf_cfg(smoke_cfg, tmp_path), small_cfg(smoke_cfg, tmp_path)]
+
+
+POOL = ["a", "Z", "7", " ", "_", "(", "\r", "\n", "é", "ж", "中", "😀", "\u0301", "٣", "Ⅻ", "0x", "\\x", "\\u",
+        "f", "+", "/", "=", ",", "<p>", "</p>", "<script>", "</script>", "auto-generated", "AutoGenerated"]
+LANGUAGES = ["Python", "JSON", "Markdown", "WebAssembly", "Motorola 68K Assembly", "HTML", "Text", "YAML",
+             "Fortran", None]
+PATHS = ["a.py", "README", "readme.TXT", "notes.md", "x/requirements.txt", "m.pyx", "p.mdx", ".todo", "a.b.c"]
+
+
 def random_text(rng: random.Random) -> str:
-    """A file of random lines drawn from letters, digits, punctuation, unicode and long runs."""
-    pool = ["a", "Z", "7", " ", "_", "(", "\r", "é", "ж", "中", "😀", "\u0301", "٣", "Ⅻ"]
+    """A file of random lines drawn from letters, digits, punctuation, unicode, markup and encoded-data bits."""
     lines = []
     for _ in range(rng.choice([0, 1, 2, 5, 30])):
         width = rng.choice([0, 3, 40, 99, 100, 101, 999, 1000, 1001, 2500])
-        weights = [rng.random() for _ in pool]
-        lines.append("".join(rng.choices(pool, weights=weights, k=width)))
+        weights = [rng.random() for _ in POOL]
+        lines.append("".join(rng.choices(POOL, weights=weights, k=width // 2)))
     return "\n".join(lines)
 
 
 def random_rows(seed: int, n: int) -> list[dict]:
     rng = random.Random(seed)
-    languages = ["Python", "JSON", "Markdown", "WebAssembly", "Motorola 68K Assembly", None]
-    return [raw_row("r", f"f{i}", random_text(rng), language=rng.choice(languages)) for i in range(n)]
+    return [raw_row("r", f"{i}/{rng.choice(PATHS)}", random_text(rng), language=rng.choice(LANGUAGES),
+                    is_generated=rng.random() < 0.1, is_vendor=rng.random() < 0.1,
+                    license_type=rng.choice(["permissive", "no_license", "non_permissive", None]))
+            for i in range(n)]
+
+
+def real_rows() -> list[dict]:
+    """The files of the packages the embedded corpus pulls (real code), with go-enry's attributes."""
+    import numpy
+    import omegaconf
+    import torch
+
+    from starbuild.swh.languages import classify
+
+    roots = [Path(omegaconf.__file__).parent, Path(numpy.__file__).parent / "_core/include/numpy",
+             Path(torch.__file__).parent / "utils/model_dump"]
+    rows = []
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                data, rel = path.read_bytes(), str(path.relative_to(root))
+                kind = classify(rel, data)
+                rows.append(raw_row(root.name, rel, data.decode("utf-8", "replace"), language=kind.language,
+                                    is_generated=kind.is_generated, is_vendor=kind.is_vendor))
+    return rows
+
+
+def sql_verdicts(rules: RuleSet, rows: list[dict]) -> list[dict[str, bool]]:
+    found = rules.verdicts(raw_table(rows))
+    return [{reason: bool(found[reason][i]) for reason in rules.reasons} for i in range(len(rows))]
 
 
 def sql_reasons(rules: RuleSet, rows: list[dict]) -> list[str | None]:
-    with duckdb.connect() as con:
-        return rules.drop_reasons(con, raw_table(rows))
+    return rules.drop_reasons(raw_table(rows))
 
 
 # --- the rules against the reference ----------------------------------------------------------------
@@ -154,14 +253,14 @@ def sql_reasons(rules: RuleSet, rows: list[dict]) -> list[str | None]:
 
 @pytest.mark.parametrize("shrink", [False, True], ids=["conf", "small"])
 def test_stage_agrees_with_reference(tmp_path, make_context, smoke_cfg, shrink):
-    cfg = small_cfg(smoke_cfg) if shrink else smoke_cfg
+    cfg = (small_cfg if shrink else conf_cfg)(smoke_cfg, tmp_path)
     rules = rules_from_config(cfg.filter.rules)
     rows = case_rows(varied_cases(rules.rules))
     write_table(tmp_path / layout.RAW, [rows[:10], rows[10:10], rows[10:]])  # includes an empty shard
 
     run_filter(make_context("filter", cfg))
 
-    expected = [reference_reason(r["content"], r["language"], rules.rules) for r in rows]
+    expected = [reference_reason(r, rules.rules) for r in rows]
     assert set(expected) == {None, *rules.reasons}, "the cases must exercise every rule"
     out = list_shards(tmp_path / layout.FILTERED)
     assert [p.name for p in out] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
@@ -174,45 +273,95 @@ def test_stage_agrees_with_reference(tmp_path, make_context, smoke_cfg, shrink):
     assert metrics["kept_files"] == len(kept)
     assert metrics["input_bytes"] == sum(r["length_bytes"] for r in rows)
     assert metrics["kept_bytes"] == sum(r["length_bytes"] for r in kept)
-    assert metrics["dropped"] == {reason: expected.count(reason) for reason in rules.reasons}
+    first = {reason: [r for r, why in zip(rows, expected, strict=True) if why == reason] for reason in rules.reasons}
+    assert metrics["dropped_first"] == {reason: {"files": len(rs), "bytes": sum(r["length_bytes"] for r in rs)}
+                                        for reason, rs in first.items()}
 
 
-def test_sql_matches_reference_row_by_row(smoke_cfg):
+def test_sql_matches_reference_row_by_row(smoke_cfg, tmp_path):
     rows = random_rows(7, 400)
-    for cfg in (smoke_cfg, small_cfg(smoke_cfg)):
+    for cfg in both_cfgs(smoke_cfg, tmp_path):
         rules = rules_from_config(cfg.filter.rules)
-        expected = [reference_reason(r["content"], r["language"], rules.rules) for r in rows]
+        assert sql_verdicts(rules, rows) == [reference.verdicts(r, rules.rules) for r in rows]
+        expected = [reference_reason(r, rules.rules) for r in rows]
         assert sql_reasons(rules, rows) == expected
-        assert len(set(expected)) >= 3
+        assert len(set(expected)) >= 6
 
 
-def test_each_rule_alone_matches_its_reference(smoke_cfg):
-    rows = random_rows(5, 300) + case_rows(varied_cases(rules_from_config(smoke_cfg.filter.rules).rules))
-    for cfg in (smoke_cfg, small_cfg(smoke_cfg)):
-        for reason, rule in rules_from_config(cfg.filter.rules).rules.items():
+def test_real_files_match_reference(smoke_cfg, tmp_path):
+    rows = real_rows()
+    assert len(rows) > 50 and {"Python", "C", "JavaScript", "HTML"} <= {r["language"] for r in rows}
+    for cfg in both_cfgs(smoke_cfg, tmp_path):
+        rules = rules_from_config(cfg.filter.rules)
+        assert sql_verdicts(rules, rows) == [reference.verdicts(r, rules.rules) for r in rows]
+
+
+TEXT = st.lists(st.sampled_from(POOL), max_size=300).map("".join) | st.text(max_size=200)
+ROW = st.builds(
+    lambda path, language, content, generated, vendor, license_type: raw_row(
+        "r", path, content, language=language, is_generated=generated, is_vendor=vendor, license_type=license_type),
+    st.sampled_from(PATHS), st.sampled_from(LANGUAGES), TEXT, st.booleans(), st.booleans(),
+    st.sampled_from(["permissive", "no_license", "non_permissive", None]),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(ROW, min_size=1, max_size=40))
+def test_generated_files_match_reference(smoke_cfg, tmp_path, rows):
+    for cfg in both_cfgs(smoke_cfg, tmp_path):
+        rules = rules_from_config(cfg.filter.rules)
+        assert sql_verdicts(rules, rows) == [reference.verdicts(r, rules.rules) for r in rows]
+
+
+def test_each_rule_alone_matches_its_reference(smoke_cfg, tmp_path):
+    for cfg in both_cfgs(smoke_cfg, tmp_path):
+        conf = rules_from_config(cfg.filter.rules)
+        rows = random_rows(5, 300) + case_rows(varied_cases(conf.rules))
+        for reason, rule in conf.rules.items():
             alone = {reason: rule}
-            expected = [reference_reason(r["content"], r["language"], alone) for r in rows]
+            expected = [reference_reason(r, alone) for r in rows]
             assert sql_reasons(RuleSet(alone), rows) == expected, reason
             assert expected.count(reason) > 0 and expected.count(None) > 0, reason
 
 
+def test_stack_v1_and_none_presets(tmp_path, make_context, smoke_cfg):
+    rows = case_rows(varied_cases(rules_from_config(small_cfg(smoke_cfg, tmp_path).filter.rules).rules))
+    rows += case_rows([("decl.xml", "XML", '<?xml version="1.0"?>\n<a>text here</a>\n'),
+                       ("late.xml", "XML", " " * 100 + '<?xml version="1.0"?><a>text here</a>\n')])
+    write_table(tmp_path / layout.RAW, [rows])
+    for preset in ("stack_v1", "none"):
+        cfg = compose(["experiment=smoke", f"filter={preset}"], conf_dir=REPO_ROOT / "conf")
+        rules = rules_from_config(cfg.filter.rules)
+        run_filter(make_context("filter", cfg))
+        expected = [reference_reason(r, rules.rules) for r in rows]
+        metrics = json.loads((tmp_path / "metrics/filter.json").read_text())
+        assert metrics["kept_files"] == expected.count(None)
+        assert {k: v["files"] for k, v in metrics["dropped_first"].items()} == {
+            reason: expected.count(reason) for reason in rules.reasons}
+    assert metrics["kept_files"] == len(rows)  # none keeps everything
+    v1 = rules_from_config(compose(["experiment=smoke", "filter=stack_v1"], conf_dir=REPO_ROOT / "conf").filter.rules)
+    assert "xml_declaration" in v1.reasons and v1.rules["license"].keep == ("permissive",)
+
+
 def test_removing_and_reordering_rules_changes_reasons_as_the_reference_says(tmp_path, make_context, smoke_cfg):
-    cfg = small_cfg(smoke_cfg)
+    cfg = small_cfg(smoke_cfg, tmp_path)
     rows = case_rows(varied_cases(rules_from_config(cfg.filter.rules).rules)) + random_rows(9, 200)
     rows = sorted(rows, key=lambda r: r["path"])
     write_table(tmp_path / layout.RAW, [rows])
     conf = rules_from_config(cfg.filter.rules).rules
-    by_default = [reference_reason(r["content"], r["language"], conf) for r in rows]
+    by_default = [reference_reason(r, conf) for r in rows]
 
-    # Removed the way `dvc exp run -S '~filter.rules.low_alpha'` does: a Hydra deletion override.
-    removed = small_cfg(compose(["experiment=smoke", "~filter.rules.low_alpha"], conf_dir=REPO_ROOT / "conf"))
-    assert list(removed.filter.rules) == ["too_many_lines", "long_lines"]
+    # Removed the way `dvc exp run -S '~filter.rules.low_alpha'` does (a Hydra deletion override), and
+    # switched off the way `-S filter.rules.html.enabled=false` does.
+    overrides = ["experiment=smoke", "~filter.rules.low_alpha", "filter.rules.html.enabled=false"]
+    removed = small_cfg(compose(overrides, conf_dir=REPO_ROOT / "conf"), tmp_path)
     run_filter(make_context("filter", removed))
     without = rules_from_config(removed.filter.rules).rules
-    expected = [reference_reason(r["content"], r["language"], without) for r in rows]
+    assert "low_alpha" not in without and "html" not in without and "long_lines" in without
+    expected = [reference_reason(r, without) for r in rows]
     metrics = json.loads((tmp_path / "metrics/filter.json").read_text())
-    assert metrics["dropped"] == {"too_many_lines": expected.count("too_many_lines"),
-                                  "long_lines": expected.count("long_lines")}
+    assert {k: v["files"] for k, v in metrics["dropped_first"].items()} == {
+        reason: expected.count(reason) for reason in without}
     assert metrics["kept_files"] == expected.count(None) > by_default.count(None)
 
     # Reordered, plus a second rule of a class already used, under its own reason and thresholds.
@@ -226,12 +375,99 @@ def test_removing_and_reordering_rules_changes_reasons_as_the_reference_says(tmp
     order = ["low_alpha", "long_lines", "very_long_files", "too_many_lines"]
     rules = rules_from_config(cfg2.filter.rules)
     assert rules.reasons == tuple(order)
-    expected = [reference_reason(r["content"], r["language"], rules.rules) for r in rows]
+    expected = [reference_reason(r, rules.rules) for r in rows]
     assert expected != by_default and "very_long_files" in expected
     assert sql_reasons(rules, rows) == expected
     run_filter(make_context("filter", cfg2))
     metrics = json.loads((tmp_path / "metrics/filter.json").read_text())
-    assert metrics["dropped"] == {reason: expected.count(reason) for reason in order}
+    assert {k: v["files"] for k, v in metrics["dropped_first"].items()} == {
+        reason: expected.count(reason) for reason in order}
+
+
+def test_vendor_rule_is_off_by_default_and_switched_on_from_the_command_line(tmp_path, make_context):
+    code = "value = compute(x)\n"
+    rows = case_rows([("vendor/lib.py", "Python", code, {"is_vendor": True}), ("a.py", "Python", code)])
+    write_table(tmp_path / layout.RAW, [rows])
+    for enabled, kept in (("false", 2), ("true", 1)):
+        cfg = compose(["experiment=smoke", f"filter.rules.vendor.enabled={enabled}"], conf_dir=REPO_ROOT / "conf")
+        run_filter(make_context("filter", cfg))
+        metrics = json.loads((tmp_path / "metrics/filter.json").read_text())
+        assert metrics["kept_files"] == kept
+        assert ("vendor" in metrics["dropped"]) == (enabled == "true")
+
+
+def test_funnel_counts_every_failing_rule_per_language_and_the_plot_walks_the_rules(tmp_path, make_context, smoke_cfg):
+    cfg = small_cfg(smoke_cfg, tmp_path)
+    rules = rules_from_config(cfg.filter.rules)
+    rows = sorted(case_rows(varied_cases(rules.rules)) + random_rows(11, 150), key=lambda r: r["path"])
+    write_table(tmp_path / layout.RAW, [rows[:70], rows[70:]])
+    run_filter(make_context("filter", cfg))
+    metrics = json.loads((tmp_path / "metrics/filter.json").read_text())
+
+    def expected_counts(group: list[dict]) -> dict:
+        verdicts = [reference.verdicts(r, rules.rules) for r in group]
+        firsts = [reference_reason(r, rules.rules) for r in group]
+
+        def files_bytes(members: list[dict]) -> dict:
+            return {"files": len(members), "bytes": sum(r["length_bytes"] for r in members)}
+
+        kept = [r for r, why in zip(group, firsts, strict=True) if why is None]
+        return {
+            "input_files": len(group), "input_bytes": sum(r["length_bytes"] for r in group),
+            "kept_files": len(kept), "kept_bytes": sum(r["length_bytes"] for r in kept),
+            "dropped": {reason: files_bytes([r for r, v in zip(group, verdicts, strict=True) if v[reason]])
+                        for reason in rules.reasons},
+            "dropped_first": {reason: files_bytes([r for r, why in zip(group, firsts, strict=True) if why == reason])
+                              for reason in rules.reasons},
+        }
+
+    languages = sorted({r["language"] or UNKNOWN_LANGUAGE for r in rows})
+    assert metrics == {**expected_counts(rows), "languages": {
+        language: expected_counts([r for r in rows if (r["language"] or UNKNOWN_LANGUAGE) == language])
+        for language in languages}}
+    # Several rules fail some files: the inclusive counts exceed the exclusive ones.
+    assert sum(v["files"] for v in metrics["dropped"].values()) > sum(
+        v["files"] for v in metrics["dropped_first"].values())
+
+    with (tmp_path / FUNNEL_PLOT).open(newline="") as f:
+        funnel = list(csv.DictReader(f))
+    assert [row["rule"] for row in funnel] == ["input", *rules.reasons]
+    assert int(funnel[0]["files"]) == len(rows) and int(funnel[-1]["files"]) == metrics["kept_files"]
+    assert int(funnel[-1]["bytes"]) == metrics["kept_bytes"]
+    for before, after in itertools.pairwise(funnel):
+        dropped = metrics["dropped_first"][after["rule"]]
+        assert int(before["files"]) - int(after["files"]) == int(after["dropped_files"]) == dropped["files"]
+        assert int(before["bytes"]) - int(after["bytes"]) == int(after["dropped_bytes"]) == dropped["bytes"]
+
+
+def test_rejects_sample_is_per_rule_and_independent_of_shards_and_workers(tmp_path, make_context, smoke_cfg):
+    cfg = with_overrides(small_cfg(smoke_cfg, tmp_path), filter={"keep_rejects": 3})
+    rules = rules_from_config(cfg.filter.rules)
+    rows = sorted(case_rows(varied_cases(rules.rules)) + random_rows(13, 150), key=lambda r: r["path"])
+
+    def rejects(shards: list[list[dict]], workers: int) -> list[dict]:
+        shutil.rmtree(tmp_path / "data", ignore_errors=True)
+        write_table(tmp_path / layout.RAW, shards)
+        run_filter(make_context("filter", with_overrides(cfg, executor={"workers": workers})))
+        (only,) = list_shards(tmp_path / layout.FILTER_REJECTS)
+        table = read_shard(only)
+        assert table.schema.equals(FILTER_REJECTS)
+        return table.to_pylist()
+
+    sample = rejects([rows], 2)
+    assert rejects([rows[:40], rows[40:90], rows[90:]], 1) == sample
+    verdicts = [reference.verdicts(r, rules.rules) for r in rows]
+    for reason in rules.reasons:
+        failing = {(r["repo_name"], r["path"], r["language"]) for r, v in zip(rows, verdicts, strict=True) if v[reason]}
+        chosen = [(r["repo_name"], r["path"], r["language"]) for r in sample if r["reason"] == reason]
+        assert len(chosen) == min(3, len(failing)) and set(chosen) <= failing, reason
+    assert [r["reason"] for r in sample] == sorted((r["reason"] for r in sample), key=rules.reasons.index)
+
+    # The default keeps none, and the out still exists (an empty table).
+    shutil.rmtree(tmp_path / "data")
+    write_table(tmp_path / layout.RAW, [rows])
+    run_filter(make_context("filter", small_cfg(smoke_cfg, tmp_path)))
+    assert read_shard(list_shards(tmp_path / layout.FILTER_REJECTS)[0]).num_rows == 0
 
 
 def test_rules_sharing_a_feature_compute_it_once_and_must_agree():
@@ -255,8 +491,7 @@ def test_letter_classes_match_python_on_all_assigned_code_points():
     rows = [raw_row("r", f"{i}a", c, language="Python") for i, c in enumerate(chunks)]
     rows += [raw_row("r", f"{i}n", c, language="WebAssembly") for i, c in enumerate(chunks)]
     rules = RuleSet({"low_alpha": LowAlpha(min_alpha_fraction=0.25, alnum_languages=["WebAssembly"])})
-    with duckdb.connect() as con:
-        features = rules.measure(con, raw_table(rows)).to_pylist()
+    features = rules.measure(raw_table(rows)).to_pylist()
     for row, feature in zip(rows, features, strict=True):
         text = row["content"]
         test = str.isalnum if row["language"] == "WebAssembly" else str.isalpha
@@ -303,6 +538,14 @@ def test_deterministic_and_worker_independent(tmp_path, make_context, smoke_cfg)
         ("~filter.rules.low_alpha._target_", r"filter\.rules\.low_alpha needs a `_target_`"),
         ("+filter.rules.bad-name={_target_: starbuild.filters.rules.MaxLines, max_lines: 3}",
          r"filter\.rules\.bad-name: a drop reason must be a name"),
+        ("filter.keep_rejects=-1", r"filter\.keep_rejects must be an integer >= 0, got -1"),
+        ("filter.rules.html.enabled=maybe", r"filter\.rules\.html\.enabled must be true or false, got 'maybe'"),
+        ("filter.rules.encoded_data.patterns=['(unclosed']",
+         r"filter\.rules\.encoded_data\.patterns has '\(unclosed', which is not an RE2 pattern"),
+        ("filter.rules.excluded_extensions.path=conf/nope.tsv",
+         r"filter\.rules\.excluded_extensions\.path conf/nope\.tsv does not exist"),
+        ("filter.rules.language.keep=some", r"filter\.rules\.language\.keep must be a list of language names"),
+        ("filter.rules.autogenerated.use_enry=1", r"filter\.rules\.autogenerated\.use_enry must be true or false"),
     ],
 )
 def test_bad_rule_config_fails_in_one_line_naming_the_key(tmp_path, make_context, override, message):
@@ -313,6 +556,36 @@ def test_bad_rule_config_fails_in_one_line_naming_the_key(tmp_path, make_context
     assert "\n" not in str(caught.value)
     assert str(caught.value).endswith("fix conf/filter/")
     assert not (tmp_path / layout.FILTERED).exists()
+
+
+def test_bad_excluded_extensions_line_names_file_and_line(tmp_path, make_context, smoke_cfg):
+    write_table(tmp_path / layout.RAW, [[raw_row("r", "a.py", "x = 1\n")]])
+    (tmp_path / "pairs.tsv").write_text("# ok\nPython\t.pyx\nPython .pyi\n", encoding="utf-8")
+    cfg = with_overrides(smoke_cfg, filter={"rules": {"excluded_extensions": {"path": "pairs.tsv"}}})
+    with pytest.raises(StageError, match=r"excluded_extensions\.path pairs\.tsv:3: expected 'language<TAB>\.ext'"):
+        run_filter(make_context("filter", cfg))
+
+
+def test_hard_files_are_judged_like_the_reference(tmp_path, make_context, smoke_cfg):
+    """A single 5 MB line (code, markup, encoded data), newline-only, lone-CR and non-BMP files, broken HTML."""
+    cases = [
+        ("huge.py", "Python", "a" * 5_000_000),
+        ("huge.html", "HTML", "<p>" + "word " * 1_000_000 + "</p>"),
+        ("huge_b64.md", "Markdown", "Ab3+" * 1_250_000),
+        ("newlines.txt", "Text", "\n" * 1000),
+        ("cr.py", "Python", "def f():\r    return 'x'\r" * 50),
+        ("astral.py", "Python", "𝒳 = '𝔘𝔫𝔦𝔠𝔬𝔡𝔢 😀'\n" * 20),
+        ("broken.html", "HTML", "<div><p>text <b>bold</i> <!-- open comment <script>var x = '</scr' + 'ipt>';"),
+        ("tags.html", "HTML", "<" * 500 + "p>" + "text " * 100),
+    ]
+    rows = case_rows(cases)
+    write_table(tmp_path / layout.RAW, [rows])
+    run_filter(make_context("filter"))
+    rules = rules_from_config(smoke_cfg.filter.rules)
+    expected = [reference_reason(r, rules.rules) for r in rows]
+    kept = [r["path"] for r in read_shard(list_shards(tmp_path / layout.FILTERED)[0]).to_pylist()]
+    assert kept == [r["path"] for r, why in zip(rows, expected, strict=True) if why is None]
+    assert expected[[r["path"] for r in rows].index("huge.py")] == "long_lines"
 
 
 def test_bad_input_fails_clearly(tmp_path, make_context):

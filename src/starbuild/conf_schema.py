@@ -37,6 +37,8 @@ class FilterSchema:
     """The `filter` section: an ordered mapping from drop reason to a rule's `_target_` node."""
 
     rules: dict[str, Any] = MISSING
+    # Files kept per rule in data/filter_rejects/ for inspection (0: none).
+    keep_rejects: int = 0
 
 
 # Config key -> the dataclass a stage reads it into. Sections built with `_target_` by

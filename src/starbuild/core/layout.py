@@ -9,6 +9,8 @@ import yaml
 
 RAW = Path("data/raw")
 FILTERED = Path("data/filtered")
+# A sample of the files each filter rule dropped, with the rule's name.
+FILTER_REJECTS = Path("data/filter_rejects")
 DEDUP = Path("data/dedup")
 DEDUP_CLUSTERS = Path("data/dedup_clusters")
 CLEAN = Path("data/clean")

@@ -41,7 +41,12 @@ RAW = pa.schema(
     ]
 )
 
+# Label of files go-enry could not name (a null `language`), where a table or metric needs a name.
+UNKNOWN_LANGUAGE = "unknown"
+
 FILTERED = RAW
+# A sample of the files each filter rule drops (`filter.keep_rejects` a rule), for inspection.
+FILTER_REJECTS = pa.schema([pa.field("reason", pa.string()), *RAW])
 DEDUP = RAW
 CLEAN = RAW.append(pa.field("pii_redactions", pa.int32()))
 

@@ -33,6 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from starbuild.core.utf8 import utf8_buffers
+
 # Points per integration interval in `bands_rows`; the error is ~1e-7, far below the gap between
 # the best (b, r) and the runner-up.
 GRID = 4097
@@ -238,16 +240,6 @@ def _shingle_scan(data: np.ndarray, offsets: np.ndarray, words: np.ndarray, ngra
     return owners[:out], hashes[:out]
 
 
-def _utf8_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """The bytes and int64 offsets of an Arrow (large) string array, without copying the bytes."""
-    wide = pa.types.is_large_string(texts.type)
-    _, offsets_buffer, data_buffer = texts.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64 if wide else np.int32)
-    offsets = offsets[texts.offset : texts.offset + len(texts) + 1].astype(np.int64)
-    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.empty(0, np.uint8)
-    return data, offsets
-
-
 def shingle_table(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray, ngram: int,
                   min_tokens: int) -> tuple[np.ndarray, np.ndarray]:
     """(text index int64, shingle hash uint32) of every distinct shingle of every text, sorted by both.
@@ -255,7 +247,7 @@ def shingle_table(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray, ngra
     A text with fewer than `min_tokens` tokens has no row; one with at least `min_tokens` but fewer
     than `ngram` has one shingle of all its tokens (BigCode's ngrams()).
     """
-    data, offsets = _utf8_buffers(_lowercased(texts))
+    data, offsets = utf8_buffers(_lowercased(texts))
     owners, combined = _shingle_scan(data, offsets, word_code_points(), ngram, min_tokens,
                                      _position_multipliers(ngram))
     keys = _sorted_distinct((owners.astype(np.uint64) << _HIGH) | (combined >> _HIGH))

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, pre_tokenizers
 from tqdm import tqdm
 
-# Label of files go-enry could not name.
-UNKNOWN_LANGUAGE = "unknown"
+from starbuild.core.schemas import UNKNOWN_LANGUAGE
 
 
 @dataclass

@@ -1,43 +1,70 @@
-"""Ordered rules -> one DuckDB query per shard: the first failing rule names the drop reason.
+"""Ordered rules -> one DuckDB query per shard giving every rule's verdict on every file.
 
-`rules_from_config` builds the `filter.rules` mapping (drop reason -> `_target_` node) in its order;
-`RuleSet` computes every feature the rules need once and asks each rule's predicate in turn.
+`rules_from_config` builds the `filter.rules` mapping (drop reason -> `_target_` node) in its order,
+leaving out rules with `enabled: false`; `RuleSet` computes every feature the rules need once and
+asks every rule's predicate. A dropped file's reason is its first failing rule in that order.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 from omegaconf import OmegaConf
 
 from starbuild.core.config import locate
+from starbuild.filters import html
 from starbuild.filters.rules import BadThreshold, Feature, Rule
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+# The raw table's columns rules may read, besides `content` (read as `text`: NULL is '').
+_TABLE_COLUMNS = ("language", "path", "is_generated", "is_vendor", "license_type")
 # The columns every feature may read; a feature may not shadow them.
-_BASE_COLUMNS = ("row_idx", "language", "text")
-_BASE_SQL = "SELECT row_idx, language, coalesce(content, '') AS text FROM shard"
+_BASE_COLUMNS = ("row_idx", "text", *_TABLE_COLUMNS)
+# Prefix of the verdict columns, so no drop reason can shadow a column or be read as SQL.
+_VERDICT = "verdict__"
 
 
-def _bind(sql: str, params: Mapping[str, Any], prefix: str, owner: str) -> tuple[str, dict[str, Any]]:
-    """Rename `$name` in `sql` to `$<prefix>__name`, so rules and features never share a parameter."""
-    used: dict[str, Any] = {}
+def sql_literal(value: Any) -> str:
+    """`value` (a threshold) as a DuckDB SQL literal: strings quoted, floats exact, lists as VARCHAR[] or BIGINT[].
 
-    def rename(match: re.Match[str]) -> str:
+    Thresholds are written into the SQL rather than bound: DuckDB's parameter binding probes for
+    pandas on every parameter of every query, which cost more than the rules themselves.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"CAST('{value!r}' AS DOUBLE)"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, list | tuple):
+        if all(isinstance(v, str) for v in value):
+            return f"CAST([{', '.join(map(sql_literal, value))}] AS VARCHAR[])"
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return f"CAST([{', '.join(map(sql_literal, value))}] AS BIGINT[])"
+    raise ValueError(f"{value!r} cannot be a threshold (strings, numbers, booleans or lists of strings)")
+
+
+def _bind(sql: str, params: Mapping[str, Any], owner: str) -> str:
+    """`sql` with each `$name` replaced by the literal of params[name]."""
+
+    def literal(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in params:
             raise ValueError(f"{owner} uses ${name}, which is not one of its parameters")
-        value = params[name]
-        # DuckDB binds a Python tuple as a STRUCT; language lists must be LISTs.
-        used[f"{prefix}__{name}"] = list(value) if isinstance(value, tuple) else value
-        return f"${prefix}__{name}"
+        return sql_literal(params[name])
 
-    return _PARAM.sub(rename, sql), used
+    return _PARAM.sub(literal, sql)
 
 
 class RuleSet:
@@ -81,56 +108,93 @@ class RuleSet:
                 add(feature, reason)
         return tuple(ordered.values())
 
-    def _features_sql(self) -> tuple[str, dict[str, Any]]:
-        """One nested SELECT per feature, so each is computed once and later ones can read it."""
-        sql, params = _BASE_SQL, {}
+    @property
+    def natives(self) -> tuple[Feature, ...]:
+        """The features computed in Python, which the query reads as columns of the shard."""
+        return tuple(f for f in self.features if f.native is not None)
+
+    def _features_sql(self) -> str:
+        """One nested SELECT per SQL feature, so each is computed once and later ones can read it."""
+        sql = f"SELECT row_idx, {', '.join((*_TABLE_COLUMNS, *(f.name for f in self.natives)))}, " \
+              "coalesce(content, '') AS text FROM shard"
         for feature in self.features:
-            expr, used = _bind(feature.sql, feature.params, f"feature_{feature.name}", f"feature {feature.name}")
+            if feature.native is not None:
+                continue
+            expr = _bind(feature.sql, feature.params, f"feature {feature.name}")
             sql = f"SELECT *, {expr} AS {feature.name} FROM ({sql})"
-            params.update(used)
-        return sql, params
+        return sql
 
-    def query(self) -> tuple[str, dict[str, Any]]:
-        """The SQL giving (row_idx, reason) for the registered table `shard`, and its parameters."""
-        sql, params = self._features_sql()
-        cases = []
+    def query(self) -> str:
+        """The SQL giving (row_idx, one boolean per rule: true drops) for the registered table `shard`."""
+        sql = self._features_sql()
+        verdicts = []
         for reason, rule in self.rules.items():
-            predicate, used = _bind(rule.predicate(), rule.params(), f"rule_{reason}", f"rule {reason}")
-            cases.append(f"WHEN ({predicate}) THEN '{reason}'")
-            params.update(used)
-        reason_sql = f"CASE {' '.join(cases)} END" if cases else "CAST(NULL AS VARCHAR)"
-        return f"SELECT row_idx, {reason_sql} AS reason FROM ({sql}) ORDER BY row_idx", params
+            predicate = _bind(rule.predicate(), rule.params(), f"rule {reason}")
+            verdicts.append(f'coalesce(({predicate}), false) AS "{_VERDICT}{reason}"')
+        return f"SELECT {', '.join(['row_idx', *verdicts])} FROM ({sql}) ORDER BY row_idx"
 
-    def drop_reasons(self, con: duckdb.DuckDBPyConnection, table: pa.Table) -> list[str | None]:
-        """The drop reason of every row of `table` (None = keep), in row order."""
-        sql, params = self.query()
-        return _run(con, sql, table, params).column("reason").to_pylist()
+    def verdicts(self, table: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, np.ndarray]:
+        """Every rule's verdict on every row of `table` (true drops), in row order."""
+        result = _run(con or process_connection(), self.query(), table, self.natives)
+        return {reason: result.column(f"{_VERDICT}{reason}").to_numpy(zero_copy_only=False).astype(bool)
+                for reason in self.rules}
 
-    def measure(self, con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
+    def drop_reasons(self, table: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> list[str | None]:
+        """The drop reason of every row of `table` (its first failing rule; None = keep), in row order."""
+        return first_reasons(self.verdicts(table, con), table.num_rows)
+
+    def measure(self, table: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
         """Every feature of every row of `table`, in row order (for inspection and tests)."""
-        sql, params = self._features_sql()
+        sql = self._features_sql()
         columns = ", ".join(("row_idx", *(f.name for f in self.features)))
-        return _run(con, f"SELECT {columns} FROM ({sql}) ORDER BY row_idx", table, params)
+        return _run(con or process_connection(), f"SELECT {columns} FROM ({sql}) ORDER BY row_idx", table,
+                    self.natives)
 
 
-def _run(con: duckdb.DuckDBPyConnection, sql: str, table: pa.Table, params: dict[str, Any]) -> pa.Table:
-    """Run `sql` with the (row_idx, language, content) of `table` registered as `shard`."""
-    shard = pa.table(
-        {
-            "row_idx": pa.array(range(table.num_rows), pa.int64()),
-            "language": table.column("language"),
-            "content": table.column("content"),
-        }
-    )
-    con.register("shard", shard)
+def connect() -> duckdb.DuckDBPyConnection:
+    """A new DuckDB connection the rules can run on (with the functions their SQL calls)."""
+    con = duckdb.connect()
+    html.register(con)
+    return con
+
+
+@functools.lru_cache(maxsize=1)
+def _connection_of(pid: int) -> duckdb.DuckDBPyConnection:
+    return connect()
+
+
+def process_connection() -> duckdb.DuckDBPyConnection:
+    """This process's connection, made on first use: a worker filters many shards, connecting once (~10 ms)."""
+    # Keyed by the pid, so a forked child never uses its parent's connection.
+    return _connection_of(os.getpid())
+
+
+def first_reasons(verdicts: Mapping[str, np.ndarray], n_rows: int) -> list[str | None]:
+    """Each row's first failing rule in `verdicts`' order, None where none fails."""
+    reasons: list[str | None] = [None] * n_rows
+    undecided = np.ones(n_rows, dtype=bool)
+    for reason, dropped in verdicts.items():
+        for row in np.flatnonzero(dropped & undecided):
+            reasons[row] = reason
+        undecided &= ~dropped
+    return reasons
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str, table: pa.Table, natives: tuple[Feature, ...]) -> pa.Table:
+    """Run `sql` on `table`'s row numbers, `content`, _TABLE_COLUMNS and `natives`, registered as `shard`."""
+    content = table.column("content")
+    columns = {"row_idx": pa.array(range(table.num_rows), pa.int64()), "content": content,
+               **{name: table.column(name) for name in _TABLE_COLUMNS},
+               **{feature.name: feature.native(content) for feature in natives}}
+    con.register("shard", pa.table(columns))
     try:
-        return con.execute(sql, params).to_arrow_table()
+        return con.execute(sql).to_arrow_table()
     finally:
         con.unregister("shard")
 
 
-def build_rule(reason: str, node: Any) -> Rule:
-    """Instantiate one `filter.rules.<reason>` node; ValueError names the key on one line."""
+def build_rule(reason: str, node: Any, root: Path) -> Rule:
+    """Instantiate one `filter.rules.<reason>` node, its data files read under `root`; ValueError names the key."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
@@ -145,7 +209,7 @@ def build_rule(reason: str, node: Any) -> Rule:
     if not (isinstance(cls, type) and issubclass(cls, Rule)) or getattr(cls, "__abstractmethods__", None):
         raise ValueError(f"{key}._target_: '{target}' is not a rule class (see starbuild.filters.rules)")
     try:
-        return instantiate(node, _convert_="all")
+        return instantiate(node, _convert_="all").with_root(root)
     except InstantiationException as err:
         cause = err.__cause__ or err
         if isinstance(cause, BadThreshold):
@@ -153,11 +217,28 @@ def build_rule(reason: str, node: Any) -> Rule:
         # A missing or unknown threshold: Python's TypeError names it ("unexpected keyword argument 'x'").
         message = " ".join(str(cause).split())
         raise ValueError(f"{key}: {message}") from err
+    except BadThreshold as err:
+        raise ValueError(f"{key}.{err}") from err
 
 
-def rules_from_config(section: Any) -> RuleSet:
-    """The `filter.rules` mapping (reason -> `_target_` node), built in order; ValueError names a bad key."""
+# Switches a rule off without removing it: `dvc exp run -S filter.rules.<reason>.enabled=false`.
+ENABLED = "enabled"
+
+
+def _enabled(reason: str, node: Any) -> bool:
+    """Whether the rule takes part (`enabled`, true when absent); the key is removed from `node`."""
+    enabled = node.pop(ENABLED, True) if isinstance(node, dict) else True
+    if not isinstance(enabled, bool):
+        raise ValueError(f"filter.rules.{reason}.{ENABLED} must be true or false, got {enabled!r}")
+    return enabled
+
+
+def rules_from_config(section: Any, root: Path | None = None) -> RuleSet:
+    """The enabled rules of the `filter.rules` mapping (reason -> `_target_` node), built in order, their data
+    files read under `root` (the working directory by default); ValueError names a bad key."""
     rules = OmegaConf.to_container(section, resolve=True) if OmegaConf.is_config(section) else section
     if not isinstance(rules, Mapping):
         raise ValueError("filter.rules must be a mapping from drop reason to {_target_: ..., thresholds}")
-    return RuleSet({str(reason): build_rule(str(reason), node) for reason, node in rules.items()})
+    nodes = {str(reason): dict(node) if isinstance(node, Mapping) else node for reason, node in rules.items()}
+    return RuleSet({reason: build_rule(reason, node, Path(root or Path.cwd()))
+                    for reason, node in nodes.items() if _enabled(reason, node)})

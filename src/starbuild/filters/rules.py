@@ -1,34 +1,42 @@
-r"""File-level filter rules in DuckDB SQL: the Stack v2 basic filters (StarCoder2 §2.1).
+r"""File-level filter rules in DuckDB SQL: The Stack v2's file filters (StarCoder2 §2.1).
 
 A rule is one frozen dataclass: its fields are its thresholds (the keys of its conf/filter/ entry),
 `features()` the per-file SQL values it reads, `predicate()` the SQL that is true when a file is
 dropped. Thresholds reach the SQL as bound parameters: `$name` in a predicate is the field `name`.
 
-Features read `text` (`content`, NULL as ''), `language` and the features they need. Lines are the
-pieces of `text` split on '\n' (a trailing newline adds an empty last line, '\r' is a character);
-lengths are Unicode code points. "Alphabetic" is the Unicode letter class `\p{L}`, what Python's
-`str.isalpha` tests; `\p{L}\p{N}` is `str.isalnum`. RE2 ships a newer Unicode table than Python 3.11
-(14.0), so letters assigned after 14.0 count here and not in Python; every code point assigned in
-14.0 agrees.
+Features read `text` (`content`, NULL as ''), `language`, `path`, `is_generated`, `is_vendor`,
+`license_type` and the features they need. Lines are the pieces of `text` split on '\n' (a trailing
+newline adds an empty last line, '\r' is a character); lengths are Unicode code points.
+"Alphabetic" is Python's `str.isalpha` and "alphanumeric" its `str.isalnum`, counted natively
+(filters/letters.py). Patterns are RE2's: `\b`, `\w` and `\s` are ASCII classes (`\s` is
+[\t\n\f\r ]), and `(?i)` folds case by Unicode simple case folding.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from starbuild.filters import html, letters
 
 
 @dataclass(frozen=True)
 class Feature:
-    """A named per-file SQL value; `sql` may read `text`, `language`, `needs` and `$param` of `params`."""
+    """A named per-file value: `sql` may read the base columns, `needs` and `$param` of `params`; or, where
+    SQL is slow, `native` computes it in Python from the `content` column (one value per row)."""
 
     name: str
-    sql: str
+    sql: str = ""
     needs: tuple[Feature, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
+    native: Callable[[pa.ChunkedArray], pa.Array] | None = None
 
 
 LINE_LENGTHS = Feature("line_lengths", "list_transform(string_split(text, chr(10)), lambda line: length(line))")
@@ -36,16 +44,50 @@ N_LINES = Feature("n_lines", "len(line_lengths)", needs=(LINE_LENGTHS,))
 MAX_LINE_LENGTH = Feature("max_line_length", "list_max(line_lengths)", needs=(LINE_LENGTHS,))
 AVG_LINE_LENGTH = Feature("avg_line_length", "list_sum(line_lengths) / len(line_lengths)", needs=(LINE_LENGTHS,))
 N_CHARS = Feature("n_chars", "length(text)")
+# The last path segment, and its extension and stem as Python's os.path.splitext cuts them (a name's
+# leading dots never start an extension: '.bashrc' has none).
+FILE_NAME = Feature("file_name", r"regexp_extract(coalesce(path, ''), '[^/]*$')")
+FILE_STEM = Feature("file_stem", r"regexp_replace(file_name, '^(.*[^.].*)\.[^.]*$', '\1')", needs=(FILE_NAME,))
+FILE_EXTENSION = Feature("file_extension", r"regexp_extract(file_name, '^.*[^.].*(\.[^.]*)$', 1)",
+                         needs=(FILE_NAME,))
+
+
+def head_lines(n: int) -> Feature:
+    """The first `n` lines of the file with the newlines between them (RE2 reads no further)."""
+    return Feature("head", "regexp_extract(text, $pattern)", params={"pattern": f"^(?:[^\\n]*\\n){{0,{n - 1}}}[^\\n]*"})
+
+
+def match_lengths(patterns: Sequence[str]) -> Feature:
+    """The length of every match of every pattern (leftmost-first, non-overlapping, pattern by pattern)."""
+    parts = [f"list_transform(regexp_extract_all(text, $p{i}), m -> length(m))" for i in range(len(patterns))]
+    # list_concat takes two or more lists; no pattern matches nothing.
+    sql = f"list_concat({', '.join(parts)})" if len(parts) > 1 else parts[0] if parts else "[]::BIGINT[]"
+    return Feature("match_lengths", sql, params={f"p{i}": p for i, p in enumerate(patterns)})
+
+
+def html_text_chars(languages: Sequence[str]) -> Feature:
+    """Code points of the visible text of files in `languages` (NULL for others): see filters/html.py."""
+    sql = f"CASE WHEN coalesce(list_contains($languages, language), false) THEN {html.SQL_NAME}(text) END"
+    return Feature("html_text_chars", sql, params={"languages": tuple(languages)})
+
+
+def literal_pattern(words: Sequence[str], whole: bool = False) -> str:
+    """An RE2 (and Python re) pattern matching any of `words` literally, in any case; `whole` anchors it."""
+    escaped = ["".join(f"\\{c}" if c.isascii() and not c.isalnum() and c not in " _" else c for c in w)
+               for w in words]
+    body = "|".join(escaped)
+    return f"(?i)^(?:{body})$" if whole else f"(?i){body}"
+
+
+ALPHA_CHARS = Feature("alpha_chars", native=letters.alpha_chars)
+ALNUM_CHARS = Feature("alnum_chars", native=letters.alnum_chars)
 
 
 def letter_chars(alnum_languages: Sequence[str]) -> Feature:
-    """Letters in the file; digits count too for `alnum_languages`."""
-    # One regex pass per file: the branch is chosen per row, so only one pattern runs on each text.
-    sql = r"""CASE WHEN coalesce(list_contains($alnum_languages, language), false)
-        THEN length(regexp_replace(text, '[^\p{L}\p{N}]', '', 'g'))
-        ELSE length(regexp_replace(text, '[^\p{L}]', '', 'g'))
-    END"""
-    return Feature("letter_chars", sql, params={"alnum_languages": tuple(alnum_languages)})
+    """Letters in the file (`str.isalpha`); for `alnum_languages`, letters and digits (`str.isalnum`)."""
+    sql = "CASE WHEN coalesce(list_contains($alnum_languages, language), false) THEN alnum_chars ELSE alpha_chars END"
+    return Feature("letter_chars", sql, needs=(ALPHA_CHARS, ALNUM_CHARS),
+                   params={"alnum_languages": tuple(alnum_languages)})
 
 
 class BadThreshold(ValueError):
@@ -71,6 +113,10 @@ class Rule(ABC):
     def params(self) -> dict[str, Any]:
         """The thresholds by field name, for `$field` in `predicate`."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def with_root(self, root: Path) -> Rule:
+        """This rule with the data files it names read, relative to the repository `root`."""
+        return self
 
     # Checks for __post_init__: each normalises the field's type so the bound SQL parameter's is fixed.
 
@@ -161,3 +207,250 @@ class LowAlpha(Rule):
 
     def predicate(self) -> str:
         return "n_chars = 0 OR letter_chars / n_chars < $min_alpha_fraction"
+
+
+def _check_bool(rule: Rule, key: str) -> None:
+    if not isinstance(getattr(rule, key), bool):
+        raise BadThreshold(key, f"must be true or false, got {getattr(rule, key)!r}")
+
+
+def _check_patterns(rule: Rule, key: str) -> None:
+    """Every entry of `key` compiles as an RE2 pattern (what DuckDB runs)."""
+    rule._check_names(key)
+    with duckdb.connect() as con:
+        for pattern in getattr(rule, key):
+            try:
+                con.execute("SELECT regexp_matches('', $p)", {"p": pattern})
+            except duckdb.Error as err:
+                reason = " ".join(str(err).split())
+                raise BadThreshold(key, f"has {pattern!r}, which is not an RE2 pattern ({reason})") from err
+
+
+@dataclass(frozen=True)
+class AutoGenerated(Rule):
+    """Generated code: go-enry's `is_generated` (when `use_enry`), or one of `phrases` in the first
+    `head_lines` lines, in any case ("Auto-generated by protoc" is caught by "auto-generated")."""
+
+    phrases: tuple[str, ...]
+    head_lines: int
+    use_enry: bool = True
+
+    def __post_init__(self) -> None:
+        self._check_names("phrases")
+        self._check_int("head_lines")
+        _check_bool(self, "use_enry")
+
+    def features(self) -> tuple[Feature, ...]:
+        return (head_lines(self.head_lines),) if self.phrases else ()
+
+    def params(self) -> dict[str, Any]:
+        return {"use_enry": self.use_enry, "pattern": literal_pattern(self.phrases)}
+
+    def predicate(self) -> str:
+        enry = "($use_enry AND coalesce(is_generated, false))"
+        return f"{enry} OR regexp_matches(head, $pattern)" if self.phrases else enry
+
+
+@dataclass(frozen=True)
+class EncodedData(Rule):
+    """Inline encoded data (base64, hex arrays, unicode escapes): one match of any of `patterns` longer than
+    `max_match_length`, or all their matches together more than `max_matched_fraction` of the file."""
+
+    patterns: tuple[str, ...]
+    max_match_length: int
+    max_matched_fraction: float
+
+    def __post_init__(self) -> None:
+        _check_patterns(self, "patterns")
+        self._check_int("max_match_length")
+        self._check_float("max_matched_fraction", 0.0, 1.0)
+
+    def features(self) -> tuple[Feature, ...]:
+        return (N_CHARS, match_lengths(self.patterns))
+
+    def predicate(self) -> str:
+        return """coalesce(list_max(match_lengths), 0) > $max_match_length
+            OR (n_chars > 0 AND coalesce(list_sum(match_lengths), 0) / n_chars > $max_matched_fraction)"""
+
+
+@dataclass(frozen=True)
+class LanguageMaxLines(Rule):
+    """Files in `languages` (data formats) with more than `max_lines` lines."""
+
+    languages: tuple[str, ...]
+    max_lines: int
+
+    def __post_init__(self) -> None:
+        self._check_names("languages")
+        self._check_int("max_lines")
+
+    def features(self) -> tuple[Feature, ...]:
+        return (N_LINES,)
+
+    def predicate(self) -> str:
+        return "coalesce(list_contains($languages, language), false) AND n_lines > $max_lines"
+
+
+@dataclass(frozen=True)
+class HtmlVisibleText(Rule):
+    """Files in `languages` (HTML) whose visible text is under `min_text_chars` code points or under
+    `min_text_fraction` of the file: pages that are mostly markup, scripts or styles."""
+
+    languages: tuple[str, ...]
+    min_text_chars: int
+    min_text_fraction: float
+
+    def __post_init__(self) -> None:
+        self._check_names("languages")
+        self._check_int("min_text_chars", minimum=0)
+        self._check_float("min_text_fraction", 0.0, 1.0)
+
+    def features(self) -> tuple[Feature, ...]:
+        return (N_CHARS, html_text_chars(self.languages))
+
+    def predicate(self) -> str:
+        return """html_text_chars IS NOT NULL AND (n_chars = 0 OR html_text_chars < $min_text_chars
+            OR html_text_chars / n_chars < $min_text_fraction)"""
+
+
+@dataclass(frozen=True)
+class FileNames(Rule):
+    """Files in `languages` (Text) whose name is none of the allowed: the name without its extension is one of
+    `stems`, or the name contains one of `name_contains` (both in any case)."""
+
+    languages: tuple[str, ...]
+    stems: tuple[str, ...]
+    name_contains: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for key in ("languages", "stems", "name_contains"):
+            self._check_names(key)
+
+    def features(self) -> tuple[Feature, ...]:
+        return (FILE_NAME, FILE_STEM)
+
+    def params(self) -> dict[str, Any]:
+        return {"languages": self.languages, "stems": literal_pattern(self.stems, whole=True),
+                "contains": literal_pattern(self.name_contains)}
+
+    def predicate(self) -> str:
+        allowed = [test for test, words in (("regexp_matches(file_stem, $stems)", self.stems),
+                                             ("regexp_matches(file_name, $contains)", self.name_contains)) if words]
+        named = f"NOT ({' OR '.join(allowed)})" if allowed else "true"
+        return f"coalesce(list_contains($languages, language), false) AND {named}"
+
+
+@dataclass(frozen=True)
+class LicenseTypes(Rule):
+    """A `license_type` not in `keep` (The Stack v2 kept permissive and no_license; v1 permissive only)."""
+
+    keep: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        self._check_names("keep")
+
+    def features(self) -> tuple[Feature, ...]:
+        return ()
+
+    def predicate(self) -> str:
+        return "NOT coalesce(list_contains($keep, license_type), false)"
+
+
+ALL_LANGUAGES = "all"
+
+
+@dataclass(frozen=True)
+class Languages(Rule):
+    """A language not in `keep` (go-enry's names; a file without one is dropped); `keep: all` keeps every file."""
+
+    keep: tuple[str, ...] | str
+
+    def __post_init__(self) -> None:
+        if self.keep != ALL_LANGUAGES:
+            self._check_names("keep")
+
+    def features(self) -> tuple[Feature, ...]:
+        return ()
+
+    def params(self) -> dict[str, Any]:
+        return {"keep": () if self.keep == ALL_LANGUAGES else self.keep}
+
+    def predicate(self) -> str:
+        return "false" if self.keep == ALL_LANGUAGES else "NOT coalesce(list_contains($keep, language), false)"
+
+
+@dataclass(frozen=True)
+class ExcludedExtensions(Rule):
+    """A (language, extension) pair listed in the data file `path`: one `language<TAB>.ext` a line, `#` comments.
+
+    The extension is os.path.splitext's, compared in lower case; `path` is relative to the repository root.
+    """
+
+    path: str
+    # Filled from `path` by with_root.
+    pairs: tuple[str, ...] = field(default=(), init=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path:
+            raise BadThreshold("path", f"must name a file of language<TAB>extension lines, got {self.path!r}")
+
+    def with_root(self, root: Path) -> ExcludedExtensions:
+        loaded = dataclasses.replace(self)
+        object.__setattr__(loaded, "pairs", tuple(read_extension_pairs(Path(root) / self.path, self.path)))
+        return loaded
+
+    def features(self) -> tuple[Feature, ...]:
+        return (FILE_EXTENSION,)
+
+    def params(self) -> dict[str, Any]:
+        return {"pairs": list(self.pairs)}
+
+    def predicate(self) -> str:
+        return "list_contains($pairs, coalesce(language, '') || chr(9) || lower(file_extension))"
+
+
+def read_extension_pairs(file: Path, key: str) -> list[str]:
+    """The `language<TAB>.ext` lines of `file` (extension lower-cased); BadThreshold names a bad line."""
+    if not file.is_file():
+        raise BadThreshold("path", f"{key} does not exist (a file of language<TAB>extension lines)")
+    pairs = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        language, sep, extension = line.partition("\t")
+        if not sep or not language or not extension.startswith(".") or "\t" in extension:
+            raise BadThreshold("path", f"{key}:{number}: expected 'language<TAB>.ext', got {line!r}")
+        pairs.append(f"{language}\t{extension.lower()}")
+    return sorted(set(pairs))
+
+
+@dataclass(frozen=True)
+class Vendor(Rule):
+    """Vendored files by go-enry's `is_vendor` (node_modules/, vendor/, …)."""
+
+    def features(self) -> tuple[Feature, ...]:
+        return ()
+
+    def predicate(self) -> str:
+        return "coalesce(is_vendor, false)"
+
+
+@dataclass(frozen=True)
+class XmlDeclaration(Rule):
+    """Files in `languages` (XML) with `marker` (the XML declaration) in their first `within_chars` code points."""
+
+    languages: tuple[str, ...]
+    marker: str
+    within_chars: int
+
+    def __post_init__(self) -> None:
+        self._check_names("languages")
+        if not isinstance(self.marker, str) or not self.marker:
+            raise BadThreshold("marker", f"must be a non-empty string, got {self.marker!r}")
+        self._check_int("within_chars")
+
+    def features(self) -> tuple[Feature, ...]:
+        return ()
+
+    def predicate(self) -> str:
+        return "coalesce(list_contains($languages, language), false) AND contains(left(text, $within_chars), $marker)"

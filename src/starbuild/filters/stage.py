@@ -1,55 +1,94 @@
-"""The `filter` stage: apply the configured rules to every raw shard, counting drops per reason."""
+"""The `filter` stage: every rule's verdict on every raw file in one DuckDB pass per shard; the funnel.
+
+Writes the kept files (data/filtered/), the funnel counts in files and bytes, in total and per
+language (metrics/filter.json), the funnel in rule order (plots/filter_funnel.csv) and, with
+`filter.keep_rejects=N`, N dropped files per rule (data/filter_rejects/).
+"""
 
 from __future__ import annotations
 
-import functools
+import csv
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from starbuild.core import layout, schemas
+from starbuild.core.shards import atomic_file, atomic_output, read_shard, shard_name, write_shard
 from starbuild.core.stage import StageContext, StageError
 from starbuild.executors import make_executor
-from starbuild.filters.query import RuleSet, rules_from_config
-from starbuild.shards.pipeline import transform_shards
+from starbuild.filters.funnel import FUNNEL_COLUMNS, funnel_rows, shard_counts
+from starbuild.filters.query import RuleSet, first_reasons, rules_from_config
+from starbuild.filters.rejects import merge_rejects, shard_rejects
+from starbuild.shards.pipeline import sum_counts
 from starbuild.work_cache import WorkCache
 
 log = logging.getLogger(__name__)
 
+FUNNEL_PLOT = layout.PLOTS / "filter_funnel.csv"
 
-def filter_table(table: pa.Table, rules: RuleSet) -> tuple[pa.Table, dict[str, Any]]:
-    """The rows of `table` that no rule drops, and the shard's counts (every reason, zeros included)."""
-    with duckdb.connect() as con:
-        reasons = rules.drop_reasons(con, table)
-    kept = table.filter(pa.array([reason is None for reason in reasons], pa.bool_()))
-    return kept, {
-        "input_files": table.num_rows,
-        "kept_files": kept.num_rows,
-        "input_bytes": int(pc.sum(table.column("length_bytes")).as_py() or 0),
-        "kept_bytes": int(pc.sum(kept.column("length_bytes")).as_py() or 0),
-        "dropped": {reason: reasons.count(reason) for reason in rules.reasons},
-    }
+
+def filter_table(table: pa.Table, rules: RuleSet, keep_rejects: int = 0) -> tuple[pa.Table, dict[str, Any], pa.Table]:
+    """The rows of `table` no rule drops, the shard's funnel counts, and up to `keep_rejects` drops per rule."""
+    verdicts = rules.verdicts(table)
+    first = first_reasons(verdicts, table.num_rows)
+    kept = table.filter(pa.array([reason is None for reason in first], pa.bool_()))
+    counts = shard_counts(verdicts, first, table.column("length_bytes").to_pylist(),
+                          table.column("language").to_pylist())
+    return kept, counts, shard_rejects(table, verdicts, keep_rejects)
+
+
+@dataclass(frozen=True)
+class _FilterShard:
+    """Picklable worker: filter shard `src` into `dst`; return its counts and its sample of drops."""
+
+    rules: RuleSet
+    keep_rejects: int
+
+    def __call__(self, paths: tuple[Path, Path]) -> tuple[dict[str, Any], pa.Table]:
+        src, dst = paths
+        kept, counts, rejects = filter_table(read_shard(src), self.rules, self.keep_rejects)
+        write_shard(kept, dst)
+        return counts, rejects
+
+
+def write_funnel(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The funnel CSV `dvc plots` draws, written atomically."""
+    with atomic_file(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=FUNNEL_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def run_filter(ctx: StageContext) -> None:
-    """Write data/filtered/: the rows of data/raw/ that pass every rule, shard for shard."""
+    """Write data/filtered/ (the rows of data/raw/ no rule drops, shard for shard), the funnel and the rejects."""
+    keep_rejects = ctx.cfg.filter.get("keep_rejects", 0)
+    if isinstance(keep_rejects, bool) or not isinstance(keep_rejects, int) or keep_rejects < 0:
+        raise StageError(f"filter.keep_rejects must be an integer >= 0, got {keep_rejects!r}; fix conf/filter/")
     try:
-        rules = rules_from_config(ctx.cfg.filter.get("rules"))
+        rules = rules_from_config(ctx.cfg.filter.get("rules"), ctx.root)
     except (ValueError, TypeError) as err:
         raise StageError(f"{err}; fix conf/filter/") from err
     executor = make_executor(ctx.cfg.executor)
     shards = ctx.input_shards(layout.RAW, schemas.RAW)
     log.info("filtering %d shards from %s with rules %s", len(shards), layout.RAW, ", ".join(rules.reasons))
-    metrics = transform_shards(shards, ctx.output(layout.FILTERED), functools.partial(filter_table, rules=rules),
-                               executor, desc="filter", cache=WorkCache.for_stage(ctx.name, ctx.root, ctx.cfg))
-    log.info(
-        "kept %d of %d files -> %s; dropped %s",
-        metrics["kept_files"],
-        metrics["input_files"],
-        ctx.output(layout.FILTERED),
-        metrics["dropped"],
-    )
+    cache = WorkCache.for_stage(ctx.name, ctx.root, ctx.cfg)
+    with atomic_output(ctx.output(layout.FILTERED)) as kept_dir, \
+            atomic_output(ctx.output(layout.FILTER_REJECTS)) as rejects_dir:
+        tasks = [(Path(src), kept_dir / Path(src).name) for src in shards]
+        results = cache.map(executor, _FilterShard(rules, keep_rejects), tasks, cache.keys([src for src, _ in tasks]),
+                            outputs=[dst for _, dst in tasks], desc="filter", labels=[str(src) for src in shards])
+        write_shard(merge_rejects([rejects for _, rejects in results], rules.reasons, keep_rejects),
+                    rejects_dir / shard_name(0))
+    cache.finish()
+    metrics = sum_counts(counts for counts, _ in results) if results else shard_counts({}, [], [], [])
+    for reason in rules.reasons:  # a run without shards still names every rule
+        for kind in ("dropped", "dropped_first"):
+            metrics[kind].setdefault(reason, {"files": 0, "bytes": 0})
+    write_funnel(ctx.output(FUNNEL_PLOT), funnel_rows(metrics, rules.reasons))
+    log.info("kept %d of %d files (%d of %d bytes) -> %s; dropped first by %s", metrics["kept_files"],
+             metrics["input_files"], metrics["kept_bytes"], metrics["input_bytes"], ctx.output(layout.FILTERED),
+             {reason: metrics["dropped_first"][reason]["files"] for reason in rules.reasons})
     ctx.write_metrics(metrics)

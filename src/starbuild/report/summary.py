@@ -49,6 +49,19 @@ def _origins_table(origins: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return rows
 
 
+def _funnel_tables(metrics: dict[str, Any]) -> list[str]:
+    """The filter funnel: each rule's drops (every failing rule, and first failing), then each language in and kept."""
+    dropped, first, languages = metrics.pop("dropped"), metrics.pop("dropped_first"), metrics.pop("languages", {})
+    rows = ["| rule | files failing | bytes failing | files dropped first | bytes dropped first |",
+            "| --- | --- | --- | --- | --- |"]
+    rows += [f"| {rule} | {dropped[rule]['files']:,} | {dropped[rule]['bytes']:,} | {first[rule]['files']:,} | "
+             f"{first[rule]['bytes']:,} |" for rule in first]
+    rows += ["", "| language | files in | bytes in | files kept | bytes kept |", "| --- | --- | --- | --- | --- |"]
+    rows += [f"| {name} | {c['input_files']:,} | {c['input_bytes']:,} | {c['kept_files']:,} | {c['kept_bytes']:,} |"
+             for name, c in languages.items()]
+    return rows
+
+
 def render(metrics_by_stage: Mapping[str, Mapping[str, Any]]) -> str:
     """The whole report: a section per stage with metrics, in the mapping's (the DAG's) order."""
     lines = ["# starbuild report", ""]
@@ -60,7 +73,10 @@ def render(metrics_by_stage: Mapping[str, Mapping[str, Any]]) -> str:
         if not metrics:
             continue
         origins = metrics.pop("origins", None)
+        funnel = _funnel_tables(metrics) if "dropped_first" in metrics else []
         lines += [f"## {stage}", ""] + _table(flatten(metrics)) + [""]
+        if funnel:
+            lines += funnel + [""]
         if origins:
             lines += ["### origins", ""] + _origins_table(origins) + [""]
     return "\n".join(lines)
