@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from starbuild.core.utf8 import utf8_buffers
+from starbuild.utf8 import utf8_buffers
 
 # Points per integration interval in `bands_rows`; the error is ~1e-7, far below the gap between
 # the best (b, r) and the runner-up.

@@ -13,7 +13,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from starbuild.core.utf8 import utf8_buffers
+from starbuild.utf8 import utf8_buffers
 
 _ALPHA, _ALNUM = np.uint8(1), np.uint8(2)
 
