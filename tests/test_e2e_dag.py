@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import STAGES
-from tests.projects import SMOKE, environment, fresh_project, lock_md5s, sh, stages_run
+from tests.projects import SMOKE, environment, fresh_project, lock_md5s, run, sh, stages_run
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +49,16 @@ def test_repro_builds_every_stage_and_ends_clean(built: Path) -> None:
 
     model = AutoModelForCausalLM.from_pretrained(built / "models/hf")
     assert model.config.model_type == "starcoder2"
+
+
+def test_filter_funnel_shows_in_dvc_metrics_and_plots(built: Path) -> None:
+    workspace = json.loads(run(built, "dvc", "metrics", "show", "--json").stdout)[""]["data"]
+    funnel = workspace["metrics/filter.json"]["data"]
+    assert funnel["input_files"] > funnel["kept_files"] > 0 and "low_alpha" in funnel["dropped_first"]
+    plots = json.loads(run(built, "dvc", "plots", "show", "--json").stdout)["data"]
+    for name in ("plots/filter_funnel.csv", "filter_funnel_bytes"):
+        rows = plots[name][0]["content"]["data"]["values"]
+        assert rows[0]["rule"] == "input" and int(rows[-1]["files"]) == funnel["kept_files"], name
 
 
 def test_second_repro_does_nothing(built: Path) -> None:
