@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
@@ -14,10 +15,10 @@ from starbuild.executors.local import LocalExecutor
 from tests.conftest import REPO_ROOT
 
 
-def slow_square(x: int) -> tuple[int, int]:
+def slow_square(x: int) -> tuple[int, int, int]:
     # Earlier tasks sleep longer, so with 2 workers they finish after later ones.
     time.sleep(0.02 * (6 - x) if x < 6 else 0)
-    return x * x, os.getpid()
+    return x * x, os.getpid(), threading.get_ident()
 
 
 def fail_on_three(path: str) -> str:
@@ -29,9 +30,16 @@ def fail_on_three(path: str) -> str:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_results_in_task_order(workers):
     results = LocalExecutor(workers=workers).map(slow_square, list(range(10)), desc="test")
-    assert [square for square, _ in results] == [x * x for x in range(10)]
-    pids = {pid for _, pid in results}
+    assert [square for square, _, _ in results] == [x * x for x in range(10)]
+    pids = {pid for _, pid, _ in results}
     assert (pids == {os.getpid()}) if workers == 1 else (os.getpid() not in pids)
+
+
+def test_gil_free_work_runs_in_threads_of_this_process():
+    results = LocalExecutor(workers=2).map(slow_square, list(range(10)), desc="test", in_threads=True)
+    assert [square for square, _, _ in results] == [x * x for x in range(10)]
+    assert {pid for _, pid, _ in results} == {os.getpid()}
+    assert len({thread for _, _, thread in results} - {threading.get_ident()}) == 2
 
 
 def test_no_tasks_and_more_workers_than_tasks():
@@ -39,11 +47,11 @@ def test_no_tasks_and_more_workers_than_tasks():
     assert LocalExecutor(workers=8).map(slow_square, [6, 7], desc="test")[1][0] == 49
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_failing_task_is_one_line_naming_it(workers):
+@pytest.mark.parametrize(("workers", "in_threads"), [(1, False), (2, False), (2, True)])
+def test_a_failing_task_is_one_line_naming_it(workers, in_threads):
     paths = [f"data/raw/part-{i:05d}.parquet" for i in range(6)]
     with pytest.raises(TaskFailed) as caught:
-        LocalExecutor(workers=workers).map(fail_on_three, paths, desc="filter", labels=paths)
+        LocalExecutor(workers=workers).map(fail_on_three, paths, desc="filter", labels=paths, in_threads=in_threads)
     assert isinstance(caught.value, StageError)
     assert str(caught.value) == "filter: data/raw/part-00003.parquet failed: ValueError: bad row group / at offset 7"
     assert isinstance(caught.value.__cause__, ValueError)

@@ -44,8 +44,8 @@ def build(root: Path, executor: list[str]) -> dict[str, bytes]:
     from starbuild.core.config import compose
     from tests.conftest import REPO_ROOT
 
-    # Two documents per docs shard, so tokenize too has several tasks whose order matters.
-    cfg = compose(["experiment=smoke", "format.docs_per_shard=2", *executor], conf_dir=REPO_ROOT / "conf")
+    # One document per docs shard, so tokenize too has several tasks whose order matters.
+    cfg = compose(["experiment=smoke", "format.docs_per_shard=1", *executor], conf_dir=REPO_ROOT / "conf")
     for stage in STAGES:
         stage(stage_context(stage.__name__.removeprefix("run_"), cfg, root))
     return file_bytes(root, *OUTS)

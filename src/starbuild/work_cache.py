@@ -21,6 +21,7 @@ import logging
 import os
 import pickle
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,8 @@ class _Stored:
         result = self.fn(task)
         if entry is None:
             return result
-        staging = entry.with_name(f".tmp-{entry.name}-{os.getpid()}")
+        # Per process and thread: two tasks with the same bytes may store the same entry at once.
+        staging = entry.with_name(f".tmp-{entry.name}-{os.getpid()}-{threading.get_ident()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         shutil.copyfile(output, staging / OUTPUT)
@@ -141,11 +143,11 @@ class WorkCache:
         return keys
 
     def map(self, executor: Any, fn: Callable[[T], R], tasks: Sequence[T], keys: Sequence[str | None],
-            outputs: Sequence[Path], desc: str, labels: Sequence[str]) -> list[R]:
+            outputs: Sequence[Path], desc: str, labels: Sequence[str], in_threads: bool = False) -> list[R]:
         """`executor.map(fn, tasks)`, except that a task whose key has an entry (done by an interrupted run) has
         its output file copied back and its result reused instead of running; a None key is never cached."""
         if self.directory is None:
-            return executor.map(fn, tasks, desc=desc, labels=labels)
+            return executor.map(fn, tasks, desc=desc, labels=labels, in_threads=in_threads)
         self.directory.mkdir(parents=True, exist_ok=True)
         entries = [None if key is None else self.directory / key for key in keys]
         results: dict[int, R] = {}
@@ -158,7 +160,7 @@ class WorkCache:
             log.info("%s: %d of %d tasks reused from the work cache %s (an interrupted run's)", desc, len(results),
                      len(tasks), self.directory)
         done = executor.map(_Stored(fn), [(tasks[i], outputs[i], entries[i]) for i in missing], desc=desc,
-                            labels=[labels[i] for i in missing])
+                            labels=[labels[i] for i in missing], in_threads=in_threads)
         results.update(zip(missing, done, strict=True))
         return [results[i] for i in range(len(tasks))]
 

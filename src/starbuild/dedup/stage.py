@@ -79,7 +79,7 @@ def run_dedup(ctx: StageContext) -> None:
         with atomic_output(ctx.output(layout.DEDUP)) as tmp:
             tasks = [(shard, exact.kept_rows(con, index), tmp / shard.name) for index, shard in enumerate(shards)]
             make_executor(ctx.cfg.executor).map(write_kept_rows, tasks, desc="dedup",
-                                                labels=[shard.name for shard in shards])
+                                                labels=[shard.name for shard in shards], in_threads=True)
         with atomic_output(ctx.output(layout.DEDUP_CLUSTERS)) as tmp:
             write_shard(cluster_table(con, cfg), tmp / shard_name(0))
         cache.finish()
@@ -106,13 +106,13 @@ def near_dedup(ctx: StageContext, con: duckdb.DuckDBPyConnection, cfg: DedupConf
     selection = [json.dumps([t.rows, t.docs, t.groups, t.parts]).encode() for t in tasks] if cache.directory else None
     signed = cache.map(make_executor(ctx.cfg.executor), near.write_band_keys, tasks,
                        cache.keys([t.shard for t in tasks], selection), outputs=[t.out for t in tasks],
-                       desc="minhash", labels=[t.shard.name for t in tasks])
+                       desc="minhash", labels=[t.shard.name for t in tasks], in_threads=True)
     # Step 2, the buckets, in parts by band key: each part an executor task over every band file.
     parts = tasks[0].parts if tasks else 0
     band_files = [t.out for t in tasks]
     buckets = [near.BucketTask(band_files, part, work / f"edges-{part:05d}.parquet") for part in range(parts)]
     make_executor(ctx.cfg.executor).map(near.write_part_edges, buckets, desc="buckets",
-                                        labels=[f"bucket part {b.part}" for b in buckets])
+                                        labels=[f"bucket part {b.part}" for b in buckets], in_threads=True)
     edges = near.candidate_edges(con, [b.out for b in buckets])
     candidates = len(edges)
     if cfg.verify and edges:

@@ -49,9 +49,15 @@ class Executor(ABC):
 
     @abstractmethod
     def map(
-        self, fn: Callable[[T], R], tasks: Sequence[T], desc: str, labels: Sequence[str] | None = None
+        self, fn: Callable[[T], R], tasks: Sequence[T], desc: str, labels: Sequence[str] | None = None,
+        in_threads: bool = False,
     ) -> list[R]:
-        """`fn(task)` for every task, in task order; a task that raises becomes TaskFailed naming its label."""
+        """`fn(task)` for every task, in task order; a task that raises becomes TaskFailed naming its label.
+
+        `in_threads` says `fn` is thread-safe and spends its time in code that releases the GIL (numba
+        `nogil` loops, Arrow, DuckDB): an executor on this machine may then run it in threads instead of
+        processes, sparing the workers' start-up (a pool, imports, compiled code loaded again).
+        """
 
 
 def _conf_executor_dir() -> Path | None:

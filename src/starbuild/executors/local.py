@@ -1,10 +1,11 @@
-"""`LocalExecutor`: a process pool on this machine (`conf/executor/local.yaml`)."""
+"""`LocalExecutor`: a process pool on this machine (`conf/executor/local.yaml`), or threads for GIL-free tasks."""
 
 from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor as PoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -23,7 +24,8 @@ FORKSERVER_PRELOAD = ["numpy", "pyarrow", "pyarrow.compute", "pyarrow.parquet", 
 
 @dataclass(frozen=True)
 class LocalExecutor(Executor):
-    """Up to `workers` worker processes, one task at a time each; `workers: 1` runs in this process."""
+    """Up to `workers` worker processes (threads for `in_threads` work), one task at a time each; `workers: 1`
+    runs in this process."""
 
     workers: int
 
@@ -32,11 +34,13 @@ class LocalExecutor(Executor):
             raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
 
     def map(
-        self, fn: Callable[[T], R], tasks: Sequence[T], desc: str, labels: Sequence[str] | None = None
+        self, fn: Callable[[T], R], tasks: Sequence[T], desc: str, labels: Sequence[str] | None = None,
+        in_threads: bool = False,
     ) -> list[R]:
-        """`fn(task)` for every task, in task order, with a progress bar."""
+        """`fn(task)` for every task, in task order, with a progress bar; `in_threads`: in threads of this process."""
         names = task_labels(tasks, labels)
-        if min(self.workers, len(tasks)) <= 1:
+        workers = min(self.workers, len(tasks))
+        if workers <= 1:
             results = []
             for task, label in zip(tqdm(tasks, desc=desc, unit="shard"), names, strict=True):
                 try:
@@ -44,21 +48,29 @@ class LocalExecutor(Executor):
                 except Exception as err:
                     raise TaskFailed(desc, label, err) from err
             return results
+        if in_threads:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                return _collect(pool, fn, tasks, names, desc)
         # Not fork: the parent may hold threaded runtimes (go-enry's Go runtime, torch, tokenizers) that a
         # forked child inherits half-alive and can deadlock in. The forkserver starts workers clean.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(FORKSERVER_PRELOAD)
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), mp_context=context) as pool:
-            futures = [pool.submit(fn, task) for task in tasks]
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            return _collect(pool, fn, tasks, names, desc)
+
+
+def _collect(pool: PoolExecutor, fn: Callable[[T], R], tasks: Sequence[T], names: list[str], desc: str) -> list[R]:
+    """Submit every task to `pool` and gather the results in task order; the first failure cancels the rest."""
+    futures = [pool.submit(fn, task) for task in tasks]
+    try:
+        results = []
+        for future, label in zip(tqdm(futures, desc=desc, unit="shard"), names, strict=True):
             try:
-                results = []
-                for future, label in zip(tqdm(futures, desc=desc, unit="shard"), names, strict=True):
-                    try:
-                        results.append(future.result())
-                    except Exception as err:
-                        raise TaskFailed(desc, label, err) from err
-                return results
-            except BaseException:
-                # Fail fast: tasks not yet started would only delay the error.
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+                results.append(future.result())
+            except Exception as err:
+                raise TaskFailed(desc, label, err) from err
+        return results
+    except BaseException:
+        # Fail fast: tasks not yet started would only delay the error.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise

@@ -68,9 +68,10 @@ class RayExecutor(Executor):
         return ray
 
     def map(
-        self, fn: Callable[[T], R], tasks: Sequence[T], desc: str, labels: Sequence[str] | None = None
+        self, fn: Callable[[T], R], tasks: Sequence[T], desc: str, labels: Sequence[str] | None = None,
+        in_threads: bool = False,
     ) -> list[R]:
-        """`fn(task)` for every task, in task order, with a progress bar."""
+        """`fn(task)` for every task, in task order, with a progress bar (tasks are Ray tasks, `in_threads` or not)."""
         names = task_labels(tasks, labels)
         if not tasks:
             return []

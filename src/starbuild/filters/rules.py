@@ -2,7 +2,7 @@ r"""File-level filter rules in DuckDB SQL: The Stack v2's file filters (StarCode
 
 A rule is one frozen dataclass: its fields are its thresholds (the keys of its conf/filter/ entry),
 `features()` the per-file SQL values it reads, `predicate()` the SQL that is true when a file is
-dropped. Thresholds reach the SQL as bound parameters: `$name` in a predicate is the field `name`.
+dropped. Thresholds reach the SQL as literals: `$name` in a predicate is the value of the field `name`.
 
 Features read `text` (`content`, NULL as ''), `language`, `path`, `is_generated`, `is_vendor`,
 `license_type` and the features they need. Lines are the pieces of `text` split on '\n' (a trailing
@@ -118,7 +118,7 @@ class Rule(ABC):
         """This rule with the data files it names read, relative to the repository `root`."""
         return self
 
-    # Checks for __post_init__: each normalises the field's type so the bound SQL parameter's is fixed.
+    # Checks for __post_init__: each normalises the field's type so its SQL literal's type is fixed.
 
     def _check_int(self, key: str, minimum: int = 1) -> None:
         value = getattr(self, key)

@@ -78,6 +78,7 @@ def run_filter(ctx: StageContext) -> None:
     with atomic_output(ctx.output(layout.FILTERED)) as kept_dir, \
             atomic_output(ctx.output(layout.FILTER_REJECTS)) as rejects_dir:
         tasks = [(Path(src), kept_dir / Path(src).name) for src in shards]
+        # Worker processes, not threads: BeautifulSoup holds the GIL while it parses an HTML file.
         results = cache.map(executor, _FilterShard(rules, keep_rejects), tasks, cache.keys([src for src, _ in tasks]),
                             outputs=[dst for _, dst in tasks], desc="filter", labels=[str(src) for src in shards])
         write_shard(merge_rejects([rejects for _, rejects in results], rules.reasons, keep_rejects),
