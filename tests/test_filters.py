@@ -602,3 +602,15 @@ def test_bad_input_fails_clearly(tmp_path, make_context):
     with pytest.raises(SchemaMismatch, match="language"):
         run_filter(make_context("filter"))
     assert not (tmp_path / layout.FILTERED).exists()
+
+
+def test_parallel_workers_share_the_cores_among_their_duckdb_threads(monkeypatch):
+    from starbuild.executors.local import LocalExecutor
+    from starbuild.executors.ray import RayExecutor
+    from starbuild.filters.stage import duckdb_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert duckdb_threads(LocalExecutor(2), tasks=10) == 4
+    assert duckdb_threads(LocalExecutor(2), tasks=1) == 8  # one task runs alone, in this process
+    assert duckdb_threads(LocalExecutor(16), tasks=40) == 1
+    assert duckdb_threads(RayExecutor(), tasks=10) == 1  # a Ray task is given one CPU

@@ -134,7 +134,7 @@ class RuleSet:
         return f"SELECT {', '.join(['row_idx', *verdicts])} FROM ({sql}) ORDER BY row_idx"
 
     def verdicts(self, table: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, np.ndarray]:
-        """Every rule's verdict on every row of `table` (true drops), in row order."""
+        """Every rule's verdict on every row of `table` (true drops), in row order; on `con`, else this process's."""
         result = _run(con or process_connection(), self.query(), table, self.natives)
         return {reason: result.column(f"{_VERDICT}{reason}").to_numpy(zero_copy_only=False).astype(bool)
                 for reason in self.rules}
@@ -163,10 +163,15 @@ def _connection_of(pid: int) -> duckdb.DuckDBPyConnection:
     return connect()
 
 
-def process_connection() -> duckdb.DuckDBPyConnection:
-    """This process's connection, made on first use: a worker filters many shards, connecting once (~10 ms)."""
+def process_connection(threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """This process's connection, made on first use: a worker filters many shards, connecting once (~10 ms).
+
+    `threads` caps DuckDB's threads (None: every core), so parallel workers do not oversubscribe the cores.
+    """
     # Keyed by the pid, so a forked child never uses its parent's connection.
-    return _connection_of(os.getpid())
+    con = _connection_of(os.getpid())
+    con.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
+    return con
 
 
 def first_reasons(verdicts: Mapping[str, np.ndarray], n_rows: int) -> list[str | None]:
