@@ -264,12 +264,13 @@ def test_buckets_in_parts_give_what_one_part_gives(tmp_path, make_context, monke
     def snapshot() -> dict[str, bytes]:
         return file_bytes(tmp_path, layout.DEDUP, layout.DEDUP_CLUSTERS, layout.metrics_file("dedup"))
 
-    assert near.bucket_parts(6) == 6
+    assert near.bucket_parts(6, keys=12 * 25) == 1  # a small corpus is one part
+    assert near.bucket_parts(6, keys=10**9) == 6 and near.bucket_parts(500, keys=10**9) == near.MAX_BUCKET_PARTS
     run_dedup(make_context("dedup"))
-    parts = snapshot()
-    monkeypatch.setattr(near, "MAX_BUCKET_PARTS", 1)
+    one_part = snapshot()
+    monkeypatch.setattr(near, "KEYS_PER_PART", 1)  # a part a shard
     run_dedup(make_context("dedup"))
-    assert snapshot() == parts
+    assert snapshot() == one_part
     assert sum(c["reason"] == "near_dup" for c in read_clusters(tmp_path)) == 6
 
 

@@ -44,7 +44,9 @@ from starbuild.dedup.minhash import (
 
 BANDS_SCHEMA = pa.schema([("doc", pa.string()), ("grp", pa.string()), ("band", pa.int16()), ("key", pa.int64()),
                           ("part", pa.int32())])
-# Buckets are split into at most this many parts by band key, each part bucketed by one executor task.
+# Buckets are split into parts by band key, each part bucketed by one executor task: about one part per
+# KEYS_PER_PART band keys (a part is one DuckDB window over its keys), at most one a shard and MAX_BUCKET_PARTS.
+KEYS_PER_PART = 2_000_000
 MAX_BUCKET_PARTS = 64
 
 # The rows near dedup looks at: survivors of the exact levels, with their doc key and group.
@@ -149,9 +151,10 @@ def write_part_edges(task: BucketTask) -> None:
                     {"files": [str(f) for f in task.band_files], "part": task.part})
 
 
-def bucket_parts(shards: int) -> int:
-    """How many bucket tasks step 2 has for `shards` signed shards."""
-    return max(1, min(shards, MAX_BUCKET_PARTS))
+def bucket_parts(shards: int, keys: int) -> int:
+    """How many bucket tasks step 2 has for `shards` signed shards holding up to `keys` band keys: a small
+    corpus is one part (a task costs more than its keys), a large one up to a part a shard."""
+    return max(1, min(shards, MAX_BUCKET_PARTS, -(-keys // KEYS_PER_PART)))
 
 
 def band_tasks(con: duckdb.DuckDBPyConnection, shards: list[Path], work: Path, params: MinHashParams,
@@ -165,7 +168,7 @@ def band_tasks(con: duckdb.DuckDBPyConnection, shards: list[Path], work: Path, p
         rows.append(row)
         docs.append(doc)
         groups.append(group)
-    parts = bucket_parts(len(by_shard))
+    parts = bucket_parts(len(by_shard), len(table) * params.bands_rows()[0])
     return [BandTask(shards[i], rows, docs, groups, work / f"bands-{i:05d}.parquet", params, parts)
             for i, (rows, docs, groups) in sorted(by_shard.items())]
 
