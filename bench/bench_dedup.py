@@ -30,7 +30,6 @@ Run: `.venv/bin/python bench/bench_dedup.py`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -40,13 +39,14 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # The corpus lives in tests/; the bench runs as a script, so the repository root is not on sys.path.
 sys.path.insert(0, str(ROOT))
+
+from tree_monitor import TreeMonitor  # noqa: E402  (beside this script: bench/ is sys.path[0])
 
 from tests import near_dup_corpus as ndc  # noqa: E402
 
@@ -60,54 +60,6 @@ WORD = re.compile(r"\w+")
 
 
 # --- children: one engine per process, so timings and peak memory are its own ---------------------------
-
-
-class TreeMonitor:
-    """Samples this process and its descendants in a thread: the peak of their summed RSS, and CPU seconds.
-
-    Workers are the forkserver's children, never reaped by this process, so getrusage(RUSAGE_CHILDREN) misses
-    them; sampling sees every process while it lives (its last few milliseconds of CPU excepted).
-    """
-
-    def __init__(self, every_s: float = 0.02) -> None:
-        import psutil
-
-        self.process, self.every_s = psutil.Process(), every_s
-        self.cpu: dict[int, float] = {}
-        self.baseline = self._sample_once()
-        self.cpu_before, self.peak = self.cpu[self.process.pid], self.baseline
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample_once(self) -> int:
-        """Record each process's CPU seconds; return the summed RSS (processes that vanish are skipped)."""
-        import psutil
-
-        total = 0
-        for proc in [self.process, *self.process.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error), proc.oneshot():
-                total += proc.memory_info().rss
-                times = proc.cpu_times()
-                self.cpu[proc.pid] = times.user + times.system
-        return total
-
-    def _run(self) -> None:
-        """Keep the peak tree RSS until stopped."""
-        while not self.done.wait(self.every_s):
-            self.peak = max(self.peak, self._sample_once())
-
-    def cpu_seconds(self) -> float:
-        """CPU seconds the tree spent since the monitor started."""
-        return sum(self.cpu.values()) - self.cpu_before
-
-    def __enter__(self) -> TreeMonitor:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join()
-        self.peak = max(self.peak, self._sample_once())
 
 
 def child_starbuild(work: Path, workers: int) -> dict:

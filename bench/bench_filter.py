@@ -32,7 +32,6 @@ Run: `.venv/bin/python bench/bench_filter.py`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -42,7 +41,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # The rows, the stage context and the rule reference come from tests/; the bench runs as a script, so the
 # repository root is not on sys.path.
 sys.path.insert(0, str(ROOT))
+
+from tree_monitor import TreeMonitor  # noqa: E402  (beside this script: bench/ is sys.path[0])
 
 # (directory under site-packages, file suffixes, byte budget); the rows without a directory search all of
 # site-packages except torch/include (its headers are the first row's); a file already taken is not taken again.
@@ -79,50 +79,6 @@ LICENSE_SHARES = (("non_permissive", 10), ("no_license", 10))
 
 
 # --- children: one engine per process, so timings and peak memory are its own ---------------------------
-
-
-class TreeMonitor:
-    """Samples this process and its descendants in a thread: the peak of their summed RSS, and CPU seconds."""
-
-    def __init__(self, every_s: float = 0.02) -> None:
-        import psutil
-
-        self.process, self.every_s = psutil.Process(), every_s
-        self.cpu: dict[int, float] = {}
-        self.baseline = self._sample()
-        self.cpu_before, self.peak = sum(self.cpu.values()), self.baseline
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _sample(self) -> int:
-        """The summed RSS of the tree now; records each process's CPU seconds (vanished processes are skipped)."""
-        import psutil
-
-        total = 0
-        for proc in [self.process, *self.process.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error), proc.oneshot():
-                total += proc.memory_info().rss
-                times = proc.cpu_times()
-                self.cpu[proc.pid] = times.user + times.system
-        return total
-
-    def _watch(self) -> None:
-        while not self.done.wait(self.every_s):
-            self.peak = max(self.peak, self._sample())
-
-    def __enter__(self) -> TreeMonitor:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join()
-        self.peak = max(self.peak, self._sample())
-
-    def result(self, seconds: float, **extra: object) -> dict:
-        """What every child reports: wall and CPU seconds, peak tree RSS and the RSS before the run."""
-        return {"seconds": seconds, "cpu_seconds": sum(self.cpu.values()) - self.cpu_before,
-                "peak_tree_rss": self.peak, "rss_before": self.baseline, **extra}
 
 
 def child_starbuild(work: Path, workers: int) -> dict:
