@@ -86,6 +86,44 @@ def test_eval_writes_deterministic_metrics_and_task_rows(evaluated: Path, smoke_
     assert metrics["environment"]["cpu_isa"] == smoke_cfg.runtime.cpu_isa
 
 
+def test_only_the_files_a_benchmark_uses_are_read(evaluated: Path, smoke_cfg: DictConfig, monkeypatch) -> None:
+    """The index holds no texts; perplexity reads the files its token budget reaches, FIM the lines it picks,
+    and both give what reading every file gives."""
+    from starbuild.eval import held_out, stage
+
+    ctx = context("eval", evaluated, smoke_cfg)
+    index = held_out.index_files(ctx, held_out.val_repositories(ctx))
+    assert len(index) == 4 and not any(isinstance(v, str) and v in (PY, MD) for f in index for v in vars(f).values())
+    read: list[list[str]] = []
+
+    def recording(files):
+        read.append([f.name for f in files])
+        return held_out.read_texts(files)
+
+    monkeypatch.setattr(stage, "read_texts", recording)
+    model = AutoModelForCausalLM.from_pretrained(evaluated / layout.HF_MODEL)
+    tokenizer = AutoTokenizer.from_pretrained(evaluated / layout.HF_MODEL)
+    small = {"eval": {"perplexity": {"max_tokens": 3, "seq_length": 2}, "fim": {"val_tasks": 2}}}
+    cfg = context("eval", evaluated, OmegaConf.merge(smoke_cfg, small)).section("eval", stage.EvalConfig)
+    found = stage.run_perplexity(cfg, model, tokenizer, index)
+    assert 0 < len(read[-1]) < len(index) and found["val/tokens"] == 3
+
+    # The same windows as from every file's text, in the same interleaved order.
+    backend = tokenizer.backend_tokenizer
+    everything = interleave_languages([(f.language, t) for f, t in zip(index, held_out.read_texts(index), strict=True)])
+    windows = file_windows(everything, backend, tokenizer.eos_token_id, cfg.perplexity)
+    expected = perplexity_metrics(score_windows(model, windows, token_byte_lengths(backend), cfg.batch_size,
+                                                tokenizer.eos_token_id))
+    assert found == expected
+
+    stage.run_fim(cfg, 1, model, tokenizer, index, [])
+    assert len(read[-1]) == 2
+    assert fim_eval.val_fim_tasks([(f.name, t) for f, t in zip(index, held_out.read_texts(index), strict=True)],
+                                  2, 1, cfg.fim.context_chars) == fim_eval.val_fim_tasks(
+        list(zip(read[-1], held_out.read_texts([f for f in index if f.name in read[-1]]), strict=True)),
+        2, 1, cfg.fim.context_chars)
+
+
 def test_eval_of_any_hf_directory(evaluated: Path, smoke_cfg: DictConfig, tmp_path_factory) -> None:
     elsewhere = tmp_path_factory.mktemp("models") / "starcoder2-copy"
     shutil.copytree(evaluated / layout.HF_MODEL, elsewhere)

@@ -61,6 +61,11 @@ def line_tasks(source: str, task_id: str, text: str, start: int, context_chars: 
     return tasks
 
 
+def has_line_task(text: str) -> bool:
+    """Whether line_tasks finds a line to infill in `text` (a non-blank line)."""
+    return any(line.rstrip("\r\n").strip() for line in text.splitlines(keepends=True))
+
+
 def humaneval_fim_tasks(problems: Sequence[dict[str, Any]], count: int, seed: int, context_chars: int) -> list[FimTask]:
     """`count` lines of HumanEval's canonical solutions (each program: the stripped prompt and its solution),
     chosen by `seed` and kept in task order."""
@@ -96,11 +101,15 @@ def fit_context(task: FimTask, count_tokens: Callable[[str], int], limit: int) -
     return task, shortened
 
 
+def chosen_indices(candidates: int, count: int, seed: int) -> list[int]:
+    """Which `count` of `candidates` (in order) `seed` picks: all of them when there are no more."""
+    if candidates <= count:
+        return list(range(candidates))
+    return sorted(random.Random(seed).sample(range(candidates), count))
+
+
 def _choose(candidates: list[FimTask], count: int, seed: int) -> list[FimTask]:
-    if len(candidates) <= count:
-        return candidates
-    keep = sorted(random.Random(seed).sample(range(len(candidates)), count))
-    return [candidates[i] for i in keep]
+    return [candidates[i] for i in chosen_indices(len(candidates), count, seed)]
 
 
 def exact_match(prediction: str, reference: str) -> bool:

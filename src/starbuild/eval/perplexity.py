@@ -11,6 +11,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -19,6 +20,8 @@ from tokenizers import Tokenizer, pre_tokenizers
 from tqdm import tqdm
 
 from starbuild.core.schemas import UNKNOWN_LANGUAGE
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -62,14 +65,19 @@ class Window:
     ids: np.ndarray  # length targets + 1
 
 
-def interleave_languages(files: Sequence[tuple[str | None, str]]) -> list[tuple[str | None, str]]:
-    """The files round-robin over languages (in name order), each language's in their given order, so a
-    token budget that ends early still reaches every language."""
-    by_language: dict[str, list[tuple[str | None, str]]] = defaultdict(list)
+def interleave_languages(files: Sequence[tuple[str | None, T]]) -> list[tuple[str | None, T]]:
+    """The files (language, text or any handle) round-robin over languages (in name order), each language's in
+    their given order, so a token budget that ends early still reaches every language."""
+    by_language: dict[str, list[tuple[str | None, T]]] = defaultdict(list)
     for language, text in files:
         by_language[language or UNKNOWN_LANGUAGE].append((language, text))
     queues = [by_language[name] for name in sorted(by_language)]
     return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+
+
+def tokens_at_least(n_bytes: int, longest_token_bytes: int) -> int:
+    """Tokens a text of `n_bytes` encodes to at the fewest: no token stands for more bytes than the longest."""
+    return -(-n_bytes // max(1, longest_token_bytes))
 
 
 def file_windows(files: Iterable[tuple[str | None, str]], tokenizer: Tokenizer, eos_id: int,

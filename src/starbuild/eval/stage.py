@@ -6,64 +6,33 @@ and metrics/eval_tasks.jsonl (one row per completion or infilled line).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from starbuild.core import layout, schemas
+from starbuild.core import layout
 from starbuild.core.shards import atomic_file
 from starbuild.core.stage import StageContext, StageError
 from starbuild.determinism import environment, pinned
 from starbuild.eval import fim_eval, humaneval
 from starbuild.eval.config import EvalConfig
 from starbuild.eval.generation import complete
+from starbuild.eval.held_out import HeldOutFile, index_files, read_texts, val_repositories
 from starbuild.eval.perplexity import (
     file_windows,
     interleave_languages,
     perplexity_metrics,
     score_windows,
     token_byte_lengths,
+    tokens_at_least,
 )
 from starbuild.eval.sandbox import SandboxError
 
 log = logging.getLogger(__name__)
-
-# Rows of data/clean read at a time (only the val repositories' files are kept).
-READ_BATCH_ROWS = 256
-
-
-def val_repositories(ctx: StageContext) -> set[str]:
-    """The repositories held out for validation by the format stage."""
-    names: set[str] = set()
-    for shard in ctx.input_shards(layout.DOCS / layout.VAL, schemas.DOCS):
-        with ctx.reading(shard.relative_to(ctx.root)):
-            names.update(pq.read_table(shard, columns=["repo_name"]).column(0).to_pylist())
-    return names
-
-
-def val_files(ctx: StageContext, repositories: set[str]) -> list[tuple[str, str | None, str]]:
-    """(repo_name/path, language, content) of every cleaned file of `repositories`, in a fixed order that
-    mixes repositories and languages (by a hash of the file's name)."""
-    files = []
-    wanted = sorted(repositories)
-    for shard in ctx.input_shards(layout.CLEAN, schemas.CLEAN):
-        with ctx.reading(shard.relative_to(ctx.root)):
-            reader = pq.ParquetFile(shard)
-            for batch in reader.iter_batches(READ_BATCH_ROWS, columns=["repo_name", "path", "language", "content"]):
-                kept = batch.filter(pc.is_in(batch.column("repo_name"), value_set=pa.array(wanted, pa.string())))
-                for repo, path, language, content in zip(*(kept.column(i).to_pylist() for i in range(4)), strict=True):
-                    if content:
-                        files.append((f"{repo}/{path}", language, content))
-    return sorted(files, key=lambda item: hashlib.sha256(item[0].encode()).digest())
-
 
 def load_model(ctx: StageContext, cfg: EvalConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, Path]:
     """The model and tokenizer of `eval.model`, or of the DAG's models/hf."""
@@ -83,7 +52,7 @@ def _load(directory: Path, device: str) -> PreTrainedModel:
 
 
 def run_perplexity(cfg: EvalConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                   files: list[tuple[str, str | None, str]]) -> dict[str, Any]:
+                   files: list[HeldOutFile]) -> dict[str, Any]:
     """Loss and bits per byte of the val files, overall and per language."""
     if cfg.perplexity.seq_length >= model.config.max_position_embeddings:
         raise StageError(f"eval.perplexity.seq_length {cfg.perplexity.seq_length} needs a model of more than that "
@@ -93,8 +62,16 @@ def run_perplexity(cfg: EvalConfig, model: PreTrainedModel, tokenizer: PreTraine
         byte_lengths = token_byte_lengths(backend)
     except ValueError as err:
         raise StageError(str(err)) from err
-    mixed = interleave_languages([(language, text) for _, language, text in files])
-    windows = file_windows(mixed, backend, tokenizer.eos_token_id, cfg.perplexity)
+    mixed = interleave_languages([(f.language, f) for f in files])
+    # Only the files the token budget can reach are read: each has at least tokens_at_least tokens.
+    longest, reached, needed = int(byte_lengths.max(initial=1)), 0, []
+    for language, f in mixed:
+        if reached >= cfg.perplexity.max_tokens:
+            break
+        needed.append(language)
+        reached += tokens_at_least(f.n_bytes, longest)
+    texts = read_texts([f for _, f in mixed[: len(needed)]])
+    windows = file_windows(zip(needed, texts, strict=True), backend, tokenizer.eos_token_id, cfg.perplexity)
     if not windows:
         raise StageError("the val repositories hold no text to score; add origins or lower format.val_fraction")
     metrics = perplexity_metrics(score_windows(model, windows, byte_lengths, cfg.batch_size, tokenizer.eos_token_id))
@@ -124,14 +101,17 @@ def run_humaneval(cfg: EvalConfig, seed: int, model: PreTrainedModel, tokenizer:
 
 
 def run_fim(cfg: EvalConfig, seed: int, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-            files: list[tuple[str, str | None, str]],
+            files: list[HeldOutFile],
             problems: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Infill single lines of HumanEval's solutions and of held-out files; exact match."""
     settings = cfg.fim
+    # The files with a line to infill are the candidates; only the chosen ones' texts are read.
+    candidates = [f for f in files if f.has_fim_line]
+    chosen = [candidates[i] for i in fim_eval.chosen_indices(len(candidates), settings.val_tasks, seed)]
+    held_out = list(zip((f.name for f in chosen), read_texts(chosen), strict=True))
     tasks = (fim_eval.humaneval_fim_tasks(problems, settings.humaneval_tasks, seed,
                                           settings.context_chars)
-             + fim_eval.val_fim_tasks([(name, text) for name, _, text in files], settings.val_tasks, seed,
-                                      settings.context_chars))
+             + fim_eval.val_fim_tasks(held_out, settings.val_tasks, seed, settings.context_chars))
     limit = model.config.max_position_embeddings - settings.sampling.max_new_tokens
 
     def count(text: str) -> int:
@@ -161,7 +141,7 @@ def eval_pinned(ctx: StageContext, cfg: EvalConfig) -> None:
     model, tokenizer, directory = load_model(ctx, cfg)
     if tokenizer.eos_token_id is None:
         raise StageError(f"{directory}'s tokenizer names no eos_token; eval needs one to separate files")
-    files = val_files(ctx, val_repositories(ctx))
+    files = index_files(ctx, val_repositories(ctx))
     log.info("evaluating %s on %d held-out files", directory, len(files))
 
     metrics: dict[str, Any] = run_perplexity(cfg, model, tokenizer, files)
