@@ -60,9 +60,13 @@ def head_lines(n: int) -> Feature:
 def match_lengths(patterns: Sequence[str]) -> Feature:
     """The length of every match of every pattern (leftmost-first, non-overlapping, pattern by pattern)."""
     parts = [f"list_transform(regexp_extract_all(text, $p{i}), m -> length(m))" for i in range(len(patterns))]
-    # list_concat takes two or more lists; no pattern matches nothing.
-    sql = f"list_concat({', '.join(parts)})" if len(parts) > 1 else parts[0] if parts else "[]::BIGINT[]"
-    return Feature("match_lengths", sql, params={f"p{i}": p for i, p in enumerate(patterns)})
+    params = {f"p{i}": p for i, p in enumerate(patterns)}
+    if len(parts) <= 1:
+        return Feature("match_lengths", parts[0] if parts else "[]::BIGINT[]", params=params)
+    # One scan for all the patterns first: most files match none, and each pattern's own scan costs as much.
+    union = "|".join(f"(?:{p})" for p in patterns)
+    sql = f"CASE WHEN regexp_matches(text, $any) THEN list_concat({', '.join(parts)}) ELSE []::BIGINT[] END"
+    return Feature("match_lengths", sql, params={**params, "any": union})
 
 
 def html_text_chars(languages: Sequence[str]) -> Feature:
