@@ -607,10 +607,9 @@ def test_bad_input_fails_clearly(tmp_path, make_context):
 def test_parallel_workers_share_the_cores_among_their_duckdb_threads(monkeypatch):
     from starbuild.executors.local import LocalExecutor
     from starbuild.executors.ray import RayExecutor
-    from starbuild.filters.stage import duckdb_threads
 
     monkeypatch.setattr("os.cpu_count", lambda: 8)
-    assert duckdb_threads(LocalExecutor(2), tasks=10) == 4
-    assert duckdb_threads(LocalExecutor(2), tasks=1) == 8  # one task runs alone, in this process
-    assert duckdb_threads(LocalExecutor(16), tasks=40) == 1
-    assert duckdb_threads(RayExecutor(), tasks=10) == 1  # a Ray task is given one CPU
+    assert LocalExecutor(2).threads_per_task(tasks=10) == 4
+    assert LocalExecutor(2).threads_per_task(tasks=1) == 8  # one task runs alone, in this process
+    assert LocalExecutor(16).threads_per_task(tasks=40) == 1
+    assert RayExecutor().threads_per_task(tasks=10) == 1  # a Ray task is given one CPU

@@ -42,7 +42,8 @@ def shards_of(tmp_path):
 def test_transform_writes_every_shard_and_sums_counts(tmp_path, workers):
     inputs = list_shards(shards_of(tmp_path))
     out = tmp_path / "out"
-    counts = transform_shards(inputs, out, keep_python, LocalExecutor(workers), desc="test", cache=WorkCache(None))
+    counts = sum_counts(transform_shards(inputs, out, keep_python, LocalExecutor(workers), desc="test",
+                                         cache=WorkCache(None)))
     assert counts == {"rows": 5, "kept": 2, "dropped": {"C": 2, "JavaScript": 1}}
     assert [p.name for p in list_shards(out)] == [p.name for p in inputs]
     assert [[r["path"] for r in read_shard(p).to_pylist()] for p in list_shards(out)] == [["a.py"], [], ["c.py"]]
@@ -63,8 +64,8 @@ def test_a_failing_shard_is_named_and_leaves_no_output(tmp_path):
     # The two shards done before the failure are kept for the rerun, which runs only the third.
     assert len(list((tmp_path / "cache").iterdir())) == 2
     calls: list[str] = []
-    counts = transform_shards(inputs, tmp_path / "out", functools.partial(count_calls, calls=calls),
-                              LocalExecutor(1), desc="test", cache=cache)
+    counts = sum_counts(transform_shards(inputs, tmp_path / "out", functools.partial(count_calls, calls=calls),
+                                         LocalExecutor(1), desc="test", cache=cache))
     assert calls == ["c.py"] and counts == {"rows": 5, "kept": 2, "dropped": {"C": 2, "JavaScript": 1}}
     assert not (tmp_path / "cache").exists(), "a finished run drops its entries"
 

@@ -62,16 +62,15 @@ def run_perplexity(cfg: EvalConfig, model: PreTrainedModel, tokenizer: PreTraine
         byte_lengths = token_byte_lengths(backend)
     except ValueError as err:
         raise StageError(str(err)) from err
-    mixed = interleave_languages([(f.language, f) for f in files])
     # Only the files the token budget can reach are read: each has at least tokens_at_least tokens.
     longest, reached, needed = int(byte_lengths.max(initial=1)), 0, []
-    for language, f in mixed:
+    for _, f in interleave_languages([(f.language, f) for f in files]):
         if reached >= cfg.perplexity.max_tokens:
             break
-        needed.append(language)
+        needed.append(f)
         reached += tokens_at_least(f.n_bytes, longest)
-    texts = read_texts([f for _, f in mixed[: len(needed)]])
-    windows = file_windows(zip(needed, texts, strict=True), backend, tokenizer.eos_token_id, cfg.perplexity)
+    texts = zip((f.language for f in needed), read_texts(needed), strict=True)
+    windows = file_windows(texts, backend, tokenizer.eos_token_id, cfg.perplexity)
     if not windows:
         raise StageError("the val repositories hold no text to score; add origins or lower format.val_fraction")
     metrics = perplexity_metrics(score_windows(model, windows, byte_lengths, cfg.batch_size, tokenizer.eos_token_id))

@@ -59,6 +59,11 @@ class Executor(ABC):
         processes, sparing the workers' start-up (a pool, imports, compiled code loaded again).
         """
 
+    def threads_per_task(self, tasks: int) -> int:
+        """Threads one of `tasks` tasks may give a multithreaded engine (DuckDB) without oversubscribing: one
+        where each task is given one CPU, as on Ray."""
+        return 1
+
 
 def _conf_executor_dir() -> Path | None:
     """conf/executor/ of the repository around the working directory, if there is one."""

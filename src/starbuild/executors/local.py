@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor as PoolExecutor
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -32,6 +33,10 @@ class LocalExecutor(Executor):
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
+
+    def threads_per_task(self, tasks: int) -> int:
+        """This machine's cores shared by the tasks that run at once."""
+        return max(1, (os.cpu_count() or 1) // max(1, min(self.workers, tasks)))
 
     def map(
         self, fn: Callable[[T], R], tasks: Sequence[T], desc: str, labels: Sequence[str] | None = None,

@@ -8,23 +8,21 @@ language (metrics/filter.json), the funnel in rule order (plots/filter_funnel.cs
 from __future__ import annotations
 
 import csv
+import functools
 import logging
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from starbuild.core import layout, schemas
-from starbuild.core.shards import atomic_file, atomic_output, read_shard, shard_name, write_shard
+from starbuild.core.shards import atomic_file, atomic_output, shard_name, write_shard
 from starbuild.core.stage import StageContext, StageError
-from starbuild.executors import Executor, make_executor
-from starbuild.executors.local import LocalExecutor
+from starbuild.executors import make_executor
 from starbuild.filters.funnel import FUNNEL_COLUMNS, funnel_rows, shard_counts
 from starbuild.filters.query import RuleSet, first_reasons, process_connection, rules_from_config
 from starbuild.filters.rejects import merge_rejects, shard_rejects
-from starbuild.shards.pipeline import sum_counts
+from starbuild.shards.pipeline import sum_counts, transform_shards
 from starbuild.work_cache import WorkCache
 
 log = logging.getLogger(__name__)
@@ -33,38 +31,14 @@ FUNNEL_PLOT = layout.PLOTS / "filter_funnel.csv"
 
 
 def filter_table(table: pa.Table, rules: RuleSet, keep_rejects: int = 0,
-                 duckdb_threads: int | None = None) -> tuple[pa.Table, dict[str, Any], pa.Table]:
-    """The rows of `table` no rule drops, the shard's funnel counts, and up to `keep_rejects` drops per rule."""
+                 duckdb_threads: int | None = None) -> tuple[pa.Table, tuple[dict[str, Any], pa.Table]]:
+    """The rows of `table` no rule drops, and the shard's funnel counts and up to `keep_rejects` drops per rule."""
     verdicts = rules.verdicts(table, process_connection(duckdb_threads))
     first = first_reasons(verdicts, table.num_rows)
     kept = table.filter(pa.array([reason is None for reason in first], pa.bool_()))
     counts = shard_counts(verdicts, first, table.column("length_bytes").to_pylist(),
                           table.column("language").to_pylist())
-    return kept, counts, shard_rejects(table, verdicts, keep_rejects)
-
-
-@dataclass(frozen=True)
-class _FilterShard:
-    """Picklable worker: filter shard `src` into `dst`; return its counts and its sample of drops."""
-
-    rules: RuleSet
-    keep_rejects: int
-    duckdb_threads: int
-
-    def __call__(self, paths: tuple[Path, Path]) -> tuple[dict[str, Any], pa.Table]:
-        src, dst = paths
-        kept, counts, rejects = filter_table(read_shard(src), self.rules, self.keep_rejects, self.duckdb_threads)
-        write_shard(kept, dst)
-        return counts, rejects
-
-
-def duckdb_threads(executor: Executor, tasks: int) -> int:
-    """DuckDB threads per shard task: this machine's cores shared by the local executor's parallel tasks
-    (measured: 1.5x the throughput of every worker's DuckDB using every core); one where each task is
-    given one CPU (Ray)."""
-    if not isinstance(executor, LocalExecutor):
-        return 1
-    return max(1, (os.cpu_count() or 1) // max(1, min(executor.workers, tasks)))
+    return kept, (counts, shard_rejects(table, verdicts, keep_rejects))
 
 
 def write_funnel(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -87,17 +61,15 @@ def run_filter(ctx: StageContext) -> None:
     executor = make_executor(ctx.cfg.executor)
     shards = ctx.input_shards(layout.RAW, schemas.RAW)
     log.info("filtering %d shards from %s with rules %s", len(shards), layout.RAW, ", ".join(rules.reasons))
-    cache = WorkCache.for_stage(ctx.name, ctx.root, ctx.cfg)
-    with atomic_output(ctx.output(layout.FILTERED)) as kept_dir, \
-            atomic_output(ctx.output(layout.FILTER_REJECTS)) as rejects_dir:
-        tasks = [(Path(src), kept_dir / Path(src).name) for src in shards]
-        # Worker processes, not threads: BeautifulSoup holds the GIL while it parses an HTML file.
-        job = _FilterShard(rules, keep_rejects, duckdb_threads(executor, len(tasks)))
-        results = cache.map(executor, job, tasks, cache.keys([src for src, _ in tasks]),
-                            outputs=[dst for _, dst in tasks], desc="filter", labels=[str(src) for src in shards])
+    # Worker processes, not threads: BeautifulSoup holds the GIL while it parses an HTML file. Each worker's
+    # DuckDB gets its share of the cores (measured: 1.5x the throughput of each using every core).
+    job = functools.partial(filter_table, rules=rules, keep_rejects=keep_rejects,
+                            duckdb_threads=executor.threads_per_task(len(shards)))
+    results = transform_shards(shards, ctx.output(layout.FILTERED), job, executor, desc="filter",
+                               cache=WorkCache.for_stage(ctx.name, ctx.root, ctx.cfg))
+    with atomic_output(ctx.output(layout.FILTER_REJECTS)) as rejects_dir:
         write_shard(merge_rejects([rejects for _, rejects in results], rules.reasons, keep_rejects),
                     rejects_dir / shard_name(0))
-    cache.finish()
     metrics = sum_counts(counts for counts, _ in results) if results else shard_counts({}, [], [], [])
     for reason in rules.reasons:  # a run without shards still names every rule
         for kind in ("dropped", "dropped_first"):

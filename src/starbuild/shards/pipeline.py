@@ -1,4 +1,4 @@
-"""The shard skeleton every table-to-table stage shares: read a shard, transform it, write it, count."""
+"""The shard skeleton every table-to-table stage shares: read a shard, transform it, write it, return its result."""
 
 from __future__ import annotations
 
@@ -13,21 +13,22 @@ from starbuild.core.shards import atomic_output, read_shard, write_shard
 from starbuild.executors import Executor
 from starbuild.work_cache import WorkCache
 
-# One shard's table in, the table to write and its counts (ints, or nested dicts of ints) out.
-ShardFn = Callable[[pa.Table], tuple[pa.Table, dict[str, Any]]]
+# One shard's table in, the table to write and the shard's result (its counts, and what else the stage
+# gathers) out.
+ShardFn = Callable[[pa.Table], tuple[pa.Table, Any]]
 
 
 @dataclass(frozen=True)
 class _ShardJob:
-    """Picklable worker: read `src`, apply `fn`, write `dst`, return the counts."""
+    """Picklable worker: read `src`, apply `fn`, write `dst`, return the shard's result."""
 
     fn: ShardFn
 
-    def __call__(self, paths: tuple[Path, Path]) -> dict[str, Any]:
+    def __call__(self, paths: tuple[Path, Path]) -> Any:
         src, dst = paths
-        table, counts = self.fn(read_shard(src))
+        table, result = self.fn(read_shard(src))
         write_shard(table, dst)
-        return counts
+        return result
 
 
 def sum_counts(per_shard: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -44,8 +45,9 @@ def sum_counts(per_shard: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 def transform_shards(
     shards: Sequence[Path], out_dir: Path, fn: ShardFn, executor: Executor, desc: str, cache: WorkCache
-) -> dict[str, Any]:
-    """Write `fn` of every shard under its own name in `out_dir` (atomically); return the summed counts.
+) -> list[Any]:
+    """Write `fn` of every shard under its own name in `out_dir` (atomically); return each shard's result, in
+    shard order (`sum_counts` adds up count dicts).
 
     Shards an interrupted run finished are taken from `cache` instead of being transformed again.
     """
@@ -54,4 +56,4 @@ def transform_shards(
         per_shard = cache.map(executor, _ShardJob(fn), tasks, cache.keys([src for src, _ in tasks]),
                               outputs=[dst for _, dst in tasks], desc=desc, labels=[str(src) for src in shards])
     cache.finish()
-    return sum_counts(per_shard)
+    return per_shard
