@@ -18,11 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-import torch
-
-from starbuild.core import schemas
 from starbuild.executors.local import LocalExecutor
 from starbuild.swh import licenses
 from starbuild.swh.decoding import decode
@@ -31,7 +26,8 @@ from starbuild.swh.languages import classify
 from starbuild.swh.local import LocalSource
 from starbuild.swh.origins import Origin, walk_git
 from starbuild.swh.records import origin_rows
-from starbuild.swh.source import SourceConfig
+from starbuild.swh.source import SourceConfig, write_rows
+from starbuild.swh.stage import _pull_one
 
 # Real code of different shapes: C++ headers, a C++ API, Python packages.
 TREES = ["include", "_inductor", "distributed", "testing/_internal", "_dynamo", "onnx"]
@@ -40,6 +36,8 @@ ENCODINGS = ["cp1252", "latin_1", "shift_jis", "gb18030", "euc_kr", "cp1251"]
 
 def make_repos(base: Path) -> list[Path]:
     """One git repository (one commit) per tree, copied from the installed torch."""
+    import torch  # here only: workers unpickling the task must not import it
+
     repos = []
     env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
            "GIT_COMMITTER_EMAIL": "b@b"}
@@ -78,18 +76,13 @@ def config() -> SourceConfig:
 
 
 def pull(repos: list[Path], workers: int, out: Path) -> float:
-    """Seconds for the `local` source to pull every repository, one origin per worker."""
+    """Seconds for the `local` source to pull every repository, one origin per worker (the stage's task)."""
     source = LocalSource(config(), out)
     origins = [Origin(repo.name, repo) for repo in repos]
     tasks = [(origin, out / f"{i}.parquet") for i, origin in enumerate(origins)]
     start = time.perf_counter()
     LocalExecutor(workers).map(_pull_one, [(source, *task) for task in tasks], desc="origins")
     return time.perf_counter() - start
-
-
-def _pull_one(task: tuple) -> object:
-    source, origin, destination = task
-    return source.pull_origin(origin, destination)
 
 
 def parts(repos: list[Path], out: Path) -> dict[str, float]:
@@ -118,7 +111,7 @@ def parts(repos: list[Path], out: Path) -> dict[str, float]:
     timings["license"] = time.perf_counter() - start
     rows = origin_rows("bench", files, checkouts[0], [], config().row_options())
     start = time.perf_counter()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schemas.RAW), out / "parts.parquet")
+    write_rows(rows, out / "parts.parquet")
     timings["writing (Parquet)"] = time.perf_counter() - start
     return timings
 

@@ -6,13 +6,15 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import enry
 import pytest
+import torch
 from omegaconf import DictConfig
 
 from starbuild.core import layout
 from starbuild.core.shards import list_shards, read_shard
 from starbuild.core.stage import StageContext
-from starbuild.swh.languages import classify
+from starbuild.swh.languages import classify, header_language
 from starbuild.swh.stage import run_pull
 from tests.factories import with_overrides
 
@@ -70,3 +72,47 @@ def test_pull_writes_the_flags_and_counts_languages(make_context: Callable[..., 
     assert rows["node_modules/dep/index.js"]["is_vendor"]
     metrics = json.loads((ctx.root / layout.metrics_file("pull")).read_text())
     assert metrics["languages"] == {"C++": 1, "JavaScript": 1}
+
+
+# Each branch of go-enry's `.h` decision, and the ways Go's regexp and RE2 could part: line ends (`$` is
+# before \n only), whitespace across lines, bytes that are not UTF-8, non-ASCII letters next to `\w`/`\b`.
+HEADER_CASES = [
+    b"", b"\n", b"int x;\n", b"  @interface Foo : NSObject\n@end\n", b"@interfaces\n", b"x @interface\n",
+    b"#import <Foundation/Foundation.h>\n", b"#import \"a/b.h\"\n", b"#import\n  \"a.h\"\n", b"#import x.hpp>\n",
+    b"#import \xff\xfe.h>\n", b"\n\n   \t@end\n", b"\xc3\xa9@end\n", b"@end\xc3\xa9\n",
+    b"#include <vector>\n", b"#  include <iostream>\n", b"#include <vectors>\n", b"#include <stdio.h>\n",
+    b"template <typename T> T f();\n", b"\n   template<class T>\n", b"\ttry {\n", b"entry;\n", b"trying\n",
+    b"  constexpr int x = 1;\n", b"catch (e)\n", b"catch(e)", b"class Foo;\n", b"using namespace std;\n",
+    b"namespace\n x {}\n", b"classes x\n", b"class \xc3\xa9\n", b"public:\n", b"public:\r\n", b"public:",
+    b" private: \n", b"#if __has_cpp_attribute(nodiscard)\n", b"#if __cplusplus > 201103L\n",
+    b"#if __cplusplus >= 201103L\n", b"x = std::move(y);\n", b"std:: x\n", b"/* std::\xc3\xa9 */\n",
+    b"// -*- C++ -*-\nint x;\n", b"/* vim: set ft=objc: */\nint x;\n", b"// -*- mode: c -*-\nnamespace x {}\n",
+    b"#!/usr/bin/env python\nnamespace x\n", b"#!/bin/false\nint x;\n", b"<?xml version=\"1.0\"?>\nint x;\n",
+    b"int x;\0\nnamespace y {}\n", b"\n" * 20 + b"namespace q {}\n" + b"\n" * 20 + b"// -*- C++ -*-\n",
+    # Modelines where go-enry looks (the first and last five lines, joined) and where it does not.
+    b"a\nb\n// -*- C++ -*-\n" + b"int x;\n" * 20, b"int x;\n" * 8 + b"// -*- C++ -*-\n" + b"int x;\n" * 8,
+    b"a\nb\nc\nd\n// -*- C++" + b"\nint x;" * 10 + b"\n -*-\nl2\nl3\nl4\nl5\n",
+    b"int x;\n" * 20 + b"/* vim: set ft=cpp: */\n", b"int x;\n" * 20 + b"/* vim: set \xc5\xbfyntax=cpp: */\n",
+    b"int x;\n" * 20 + b"/* vim: set FileType=objc: */\n", b"/* Microsoft, software = */\n" + b"int x;\n" * 20,
+]
+HEADER_PATHS = ["a.h", "inc/A.H", "x.pb.h", "dir.with.dots/x.h", ".h", "config.h", "x.hpp", "x.c", "a.h.in"]
+
+
+@pytest.mark.parametrize("path", HEADER_PATHS)
+def test_header_language_equals_go_enry_on_every_branch(path: str) -> None:
+    for content in HEADER_CASES:
+        assert classify(path, content).language == (enry.get_language(path, content) or None), (path, content)
+
+
+def test_header_language_equals_go_enry_on_real_headers() -> None:
+    """Every header torch ships (thousands, C and C++) and the system's: the fast path answers, and as go-enry."""
+    roots = [Path(torch.__file__).parent / "include", Path("/usr/include")]
+    headers = [p for root in roots if root.is_dir() for p in sorted(root.rglob("*.h")) if p.is_file()]
+    assert len(headers) > 1000
+    answered = 0
+    for header in headers:
+        path, content = str(header), header.read_bytes()
+        fast = header_language(path, content)
+        answered += fast is not None
+        assert (fast or enry.get_language(path, content) or None) == (enry.get_language(path, content) or None), path
+    assert answered > 0.8 * len(headers)  # the rest carry a modeline (libstdc++'s `-*- C++ -*-`)

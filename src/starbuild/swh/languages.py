@@ -3,13 +3,22 @@
 go-enry (GitHub Linguist's rules and names, through `enry-python`, in-process) looks at the path
 and the content: a `.h` file holding C++ is C++, `node_modules/…` is vendored, a protobuf output
 or a minified bundle is generated. An empty answer becomes null, as in The Stack v2.
+
+A `.h` file is the one costly case: go-enry runs Linguist's Objective-C and C++ patterns over the whole
+file with Go's regexp, which has no DFA (most of a pull's time on C and C++ code). `header_language`
+gives go-enry's answer for it by running the same patterns through RE2, the engine Go's regexp is a
+port of (same syntax, same `\\s`, `\\w`, `\\b` and multi-line anchors), and leaves go-enry every file an
+earlier strategy of its own (binary, modeline, filename, shebang) could decide.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 
 import enry
+import re2
 
 
 @dataclass(frozen=True)
@@ -23,8 +32,100 @@ class FileKind:
 
 def classify(path: str, content: bytes) -> FileKind:
     """go-enry's language (None when it has none), vendored and generated flags for `path` with `content`."""
+    language = header_language(path, content)
+    if language is None:
+        language = enry.get_language(path, content) or None
     return FileKind(
-        language=enry.get_language(path, content) or None,
+        language=language,
         is_vendor=bool(enry.is_vendor(path)),
         is_generated=bool(enry.is_generated(path, content)),
     )
+
+
+def _latin1(pattern: str) -> re2._Regexp:
+    # Latin-1: every byte is one character, so `.` crosses bytes that are not UTF-8 as Go's regexp does
+    # (it reads them as U+FFFD); the patterns are ASCII, so a match exists in one engine iff in the other.
+    options = re2.Options()
+    options.encoding = re2.Options.Encoding.LATIN1
+    options.never_capture = True
+    return re2.compile(pattern.encode("ascii"), options)
+
+
+# go-enry's content heuristics for `.h` (its data/content.go, from Linguist's heuristics.yml): the first
+# rule that matches names the language, C when none does. Checked against go-enry in tests/test_languages.py.
+_HEADER_RULES = (
+    ("Objective-C", _latin1(
+        r'(?m)^\s*(@(interface|class|protocol|property|end|synchronised|selector|implementation)\b|#import\s+.+\.h[">])'
+    )),
+    ("C++", _latin1(
+        r"(?m)^\s*#\s*include <(cstdint|string|vector|map|list|array|bitset|queue|stack|forward_list|unordered_map"
+        r"|unordered_set|(i|o|io)stream)>|^\s*template\s*<|^[ \t]*(try|constexpr)|^[ \t]*catch\s*\("
+        r"|^[ \t]*(class|(using[ \t]+)?namespace)\s+\w+|^[ \t]*(private|public|protected):$|__has_cpp_attribute"
+        r"|__cplusplus >|std::\w+"
+    )),
+)
+_HEADER_DEFAULT = "C"
+# go-enry's IsBinary: a NUL byte among the first 8,000.
+_BINARY_SNIFF_BYTES = 8000
+
+
+def header_language(path: str, content: bytes) -> str | None:
+    """go-enry's language of a file its `.h` heuristics decide, or None when go-enry itself must answer."""
+    if not _reaches_header_rules(path):
+        return None
+    if b"\0" in content[:_BINARY_SNIFF_BYTES] or content.startswith(b"#!"):
+        return None  # binary (no language) or a shebang: go-enry's earlier strategies
+    if enry.get_language_by_filename(path).language:
+        return None
+    if _may_have_modeline(content) and enry.get_language_by_modeline(content).language:
+        return None
+    for language, pattern in _HEADER_RULES:
+        if pattern.search(content):
+            return language
+    return _HEADER_DEFAULT
+
+
+# go-enry reads modelines in the first and last lines of a file (getHeaderAndFooter's searchScope).
+_MODELINE_LINES = 5
+
+
+def _may_have_modeline(content: bytes) -> bool:
+    """False only when go-enry's modeline strategy cannot name a language (it copies and scans the whole file
+    to find out, as costly as the heuristics): an Emacs modeline needs `-*-`, a Vim one `ft=`, `filetype=` or
+    `syntax=` in any case (Go's case folding adds only `ſ` for `s`), in the lines go-enry reads."""
+    region = _header_and_footer(content)
+    if b"-*-" in region:
+        return True
+    lowered = region.lower()
+    return b"=" in region and any(word in lowered for word in (b"ft", b"filetype", b"syntax", "ſ".encode()))
+
+
+def _header_and_footer(content: bytes) -> bytes:
+    """The bytes go-enry's modeline search reads: the file, or its first and last lines joined as go-enry joins them."""
+    if content.count(b"\n") < 2 * _MODELINE_LINES:
+        return content
+    head_end = -1
+    for _ in range(_MODELINE_LINES):
+        head_end = content.index(b"\n", head_end + 1)
+    foot_start = len(content)
+    for _ in range(_MODELINE_LINES):
+        foot_start = content.rindex(b"\n", 0, foot_start)
+    return content[:head_end] + content[foot_start + 1:]
+
+
+@functools.lru_cache(maxsize=4096)
+def _extension_reaches_header_rules(suffix: str) -> bool:
+    # go-enry picks the extension from the lowercased name's dotted suffixes, longest first; probing
+    # with one content per outcome shows whether this suffix ends in the `.h` rules.
+    name = "probe" + suffix
+    return (enry.get_language(name, b"@interface X\n") == "Objective-C"
+            and enry.get_language(name, b"namespace x {}\n") == "C++"
+            and enry.get_language(name, b"int x;\n") == _HEADER_DEFAULT)
+
+
+def _reaches_header_rules(path: str) -> bool:
+    """Whether go-enry's extension strategy hands `path` to the `.h` content heuristics."""
+    name = os.path.basename(path).lower()
+    if not name.endswith(".h"):
+        return False
+    return _extension_reaches_header_rules(name[name.index("."):])

@@ -135,7 +135,7 @@ class Source(Protocol):
 def write_origin(name: str, rows: list[dict[str, Any]], checkout: Checkout, declared: list[str],
                  destination: Path) -> OriginSummary:
     """Write an origin's rows to `destination` and summarise them."""
-    pq.write_table(pa.Table.from_pylist(rows, schema=schemas.RAW), destination)
+    write_rows(rows, destination)
     languages: dict[str, int] = {}
     license_types: dict[str, int] = {}
     detected: set[str] = set()
@@ -158,6 +158,13 @@ def write_origin(name: str, rows: list[dict[str, Any]], checkout: Checkout, decl
         skipped=dict(checkout.skipped),
         languages=languages,
     )
+
+
+def write_rows(rows: list[dict[str, Any]], destination: Path) -> None:
+    """Raw rows to the Parquet file `destination`."""
+    # Column by column: twice as fast as from_pylist. zstd: smaller than snappy and no slower here.
+    columns = {name: [row[name] for row in rows] for name in schemas.RAW.names}
+    pq.write_table(pa.table(columns, schema=schemas.RAW), destination, compression="zstd")
 
 
 def repo_name(url: str) -> str:
