@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starbuild.swh import licenses
-from starbuild.swh.decoding import Decoded, decode
+from starbuild.swh.decoding import UTF8, Decoded, decode
 from starbuild.swh.hashing import content_swhid, sha1_git, sha1_hex
 from starbuild.swh.languages import classify
 from starbuild.swh.origins import Checkout, OriginFile
@@ -132,7 +132,8 @@ def file_row(repo_name: str, file: OriginFile, text: Decoded, detected: list[str
         "license_type": licenses.license_type(detected, declared),
         "detected_licenses": detected,
         "src_encoding": text.encoding,
-        "length_bytes": len(text.text.encode("utf-8")),
+        # Text decoded from UTF-8 is its bytes: no need to encode it again to count them.
+        "length_bytes": len(file.data) if text.encoding == UTF8 else len(text.text.encode("utf-8")),
         "is_executable": file.executable,
         "content": text.text,
     }
