@@ -13,7 +13,7 @@ from starbuild.clean.pii import find_emails
 from starbuild.clean.redact import PLACEHOLDERS
 from starbuild.clean.stage import run_clean
 from starbuild.core import layout
-from starbuild.core.schemas import CLEAN
+from starbuild.core.schemas import CLEAN, UNKNOWN_LANGUAGE
 from starbuild.core.shards import list_shards, read_shard
 from starbuild.core.stage import StageError
 from tests.factories import file_bytes, raw_row, with_overrides, write_table
@@ -111,6 +111,45 @@ def test_stage_redacts_and_keeps_blob_columns(tmp_path, make_context):
                    "files_with_pii": 2, "pii_redacted": 3, "files_pii_failed": 0}
     # Nothing here is benchmark text (tests/test_decontaminate.py covers decontamination).
     assert (metrics["files_decontaminated"], metrics["decontaminated"]) == (0, {"humaneval": 0})
+
+
+def files_and_bytes(rows: list[dict], column: str) -> dict[str, dict[str, int]]:
+    """The reference per-value counts: files and length_bytes per `column`, null as "unknown", in Python."""
+    found: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts = found.setdefault(row[column] or UNKNOWN_LANGUAGE, {"files": 0, "bytes": 0})
+        counts["files"] += 1
+        counts["bytes"] += row["length_bytes"]
+    return dict(sorted(found.items()))
+
+
+def test_languages_and_license_types_count_the_written_rows(tmp_path, make_context, smoke_cfg):
+    copied = "Please sort these numbers descending, ties by name\n"
+    shards = [
+        [raw_row("r/a", "README.md", "# Title\n", language="Markdown", license_type="no_license"),
+         raw_row("r/a", "notes", copied, language=None)],
+        [raw_row("r/b", "x.py", "x = 1\n"), raw_row("r/b", "y", "y\n", language=None, license_type="non_permissive"),
+         raw_row("r/c", "z.py", "z = 22\n", license_type=None)],
+    ]
+    write_table(tmp_path / layout.DEDUP, shards)
+    # A user benchmark that `notes` copies: the stage drops it, so it must not be counted.
+    (tmp_path / "data/external").mkdir(parents=True)
+    (tmp_path / "data/external/mine.jsonl").write_text(json.dumps({"task_id": 1, "q": copied}) + "\n")
+    benchmarks = [{"name": "mine", "path": "data/external/mine.jsonl", "fields": ["q"]}]
+    run_clean(make_context("clean", with_overrides(smoke_cfg, clean={"decontamination": {"benchmarks": benchmarks}})))
+
+    rows = [row for path in list_shards(tmp_path / layout.CLEAN) for row in read_shard(path).to_pylist()]
+    metrics = json.loads((tmp_path / "metrics/clean.json").read_text())
+    assert metrics["files_decontaminated"] == 1 and len(rows) == 4
+    assert metrics["languages"] == files_and_bytes(rows, "language") == {
+        "Markdown": {"files": 1, "bytes": 8}, "Python": {"files": 2, "bytes": 13}, "unknown": {"files": 1, "bytes": 2}}
+    assert metrics["license_types"] == files_and_bytes(rows, "license_type") == {
+        "no_license": {"files": 1, "bytes": 8}, "non_permissive": {"files": 1, "bytes": 2},
+        "permissive": {"files": 1, "bytes": 6}, "unknown": {"files": 1, "bytes": 7}}
+    for counts in (metrics["languages"], metrics["license_types"]):
+        assert sum(c["files"] for c in counts.values()) == len(rows) == (
+            metrics["files"] - metrics["files_decontaminated"] - metrics["files_pii_failed"])
+        assert sum(c["bytes"] for c in counts.values()) == sum(r["length_bytes"] for r in rows)
 
 
 def test_deterministic_and_worker_independent(tmp_path, make_context, smoke_cfg):

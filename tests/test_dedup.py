@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
@@ -90,6 +91,14 @@ def kept_rows(root) -> list[dict]:
     return [r for shard in list_shards(root / layout.DEDUP) for r in read_shard(shard).to_pylist()]
 
 
+def sizes_of(clusters: list[dict]) -> dict[str, dict[str, int]]:
+    """The reference cluster_sizes: clusters per member count, per reason, counted in Python."""
+    members = Counter((c["reason"], c["cluster_id"]) for c in clusters)
+    per_reason = {reason: Counter(n for (r, _), n in members.items() if r == reason)
+                  for reason in ("exact_repo", "exact_blob", "near_dup")}
+    return {reason: {str(size): n for size, n in sorted(sizes.items())} for reason, sizes in per_reason.items()}
+
+
 def test_keeps_one_row_per_blob_by_priority(tmp_path, make_context, smoke_cfg):
     shards = corpus()
     write_table(tmp_path / layout.FILTERED, shards)
@@ -111,6 +120,9 @@ def test_keeps_one_row_per_blob_by_priority(tmp_path, make_context, smoke_cfg):
     assert metrics["input_files"] == n_in and metrics["kept_files"] == len(kept)
     assert metrics["dropped"] == {"exact_repo": 0, "exact_blob": n_in - len(kept), "near_dup": 0}
     assert metrics["clusters"] == {"exact_repo": 0, "exact_blob": 4, "near_dup": 0}
+    # Blobs A (4 copies), D (3), B and C (2 each), counted by the plain-Python reference.
+    assert metrics["cluster_sizes"] == sizes_of(cluster_rows) == {
+        "exact_repo": {}, "exact_blob": {"2": 2, "3": 1, "4": 1}, "near_dup": {}}
 
 
 def test_forks_with_the_same_root_directory_keep_one_repository(tmp_path, make_context, smoke_cfg):
@@ -219,6 +231,33 @@ def test_identical_files_in_100_repositories_are_one_cluster(tmp_path, make_cont
     clusters = read_clusters(tmp_path)
     assert len(clusters) == 100 and {c["cluster_size"] for c in clusters} == {100}
     assert {c["reason"] for c in clusters} == {"exact_blob"}
+    metrics = json.loads((tmp_path / "metrics/dedup.json").read_text())
+    assert metrics["cluster_sizes"] == {"exact_repo": {}, "exact_blob": {"100": 1}, "near_dup": {}}
+
+
+def test_cluster_sizes_count_the_members_of_every_cluster(tmp_path, make_context):
+    tree, pair = "f" * 40, "e" * 40
+    near_copy = FUNCTION.replace("Read a configuration file", "Load a config file") + "\n# trailing note\n"
+    shards = [
+        # One directory in three repositories (2 files each): one exact_repo cluster of 6 files.
+        [row(f"fork/{i}", name, text, directory_id=tree, star_events_count=i)
+         for i in range(3) for name, text in (("a.py", "A = 1\n"), ("b.py", "B = 2\n"))]
+        # One single-file directory in two repositories: an exact_repo cluster of 2.
+        + [row(f"mirror/{i}", "m.py", "M = 1\n", directory_id=pair) for i in range(2)],
+        # "A = 1" in 2 more repositories: with the kept fork, an exact_blob cluster of 3; a near pair.
+        [row("x/one", "a.py", "A = 1\n"), row("x/one", "cfg.py", FUNCTION), row("y/two", "a.py", "A = 1\n"),
+         row("y/two", "config.py", near_copy)],
+    ]
+    write_table(tmp_path / layout.FILTERED, shards)
+    run_dedup(make_context("dedup"))
+
+    clusters = read_clusters(tmp_path)
+    metrics = json.loads((tmp_path / "metrics/dedup.json").read_text())
+    assert metrics["cluster_sizes"] == sizes_of(clusters) == {
+        "exact_repo": {"2": 1, "6": 1}, "exact_blob": {"3": 1}, "near_dup": {"2": 1}}
+    for reason, sizes in metrics["cluster_sizes"].items():
+        assert sum(sizes.values()) == metrics["clusters"][reason]
+        assert sum(int(size) * n for size, n in sizes.items()) == sum(c["reason"] == reason for c in clusters)
 
 
 def test_shuffled_shards_give_the_same_survivors_and_clusters(tmp_path, smoke_cfg):
@@ -283,6 +322,7 @@ def test_no_duplicates_keeps_everything(tmp_path, make_context):
     assert read_clusters(tmp_path) == []
     metrics = json.loads((tmp_path / "metrics/dedup.json").read_text())
     assert metrics["dropped"] == {"exact_repo": 0, "exact_blob": 0, "near_dup": 0}
+    assert metrics["cluster_sizes"] == {"exact_repo": {}, "exact_blob": {}, "near_dup": {}}
 
 
 def test_bad_config_and_missing_input(tmp_path, make_context, smoke_cfg):

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from starbuild.clean.decontaminate import PatternSet, decontaminate_table, load_patterns, removal_table
 from starbuild.clean.malware import Scanner, remove_malware, scanner_from
 from starbuild.clean.pii import CleanConfig
 from starbuild.clean.redact import Rules, check, redact_table, rules_from
 from starbuild.core import layout, schemas
+from starbuild.core.schemas import UNKNOWN_LANGUAGE
 from starbuild.core.shards import atomic_output, read_shard, shard_name, write_shard
 from starbuild.core.stage import StageContext, StageError
 from starbuild.executors import make_executor
@@ -21,6 +23,25 @@ from starbuild.shards.pipeline import sum_counts
 from starbuild.work_cache import WorkCache
 
 log = logging.getLogger(__name__)
+
+# Label of a null `license_type` in the metrics (a JSON key cannot be null); pull always sets one.
+UNKNOWN_LICENSE_TYPE = "unknown"
+
+
+def files_and_bytes_by(table: pa.Table, column: str, missing: str) -> dict[str, dict[str, int]]:
+    """Files and bytes (`length_bytes`) of `table` per value of `column`, null counted as `missing`, keys sorted."""
+    keys = pc.fill_null(table.column(column), missing)
+    grouped = pa.table({"key": keys, "bytes": table.column("length_bytes")}).group_by("key").aggregate(
+        # min_count=0: a group whose sizes are all null adds 0 bytes, not null.
+        [([], "count_all"), ("bytes", "sum", pc.ScalarAggregateOptions(min_count=0))])
+    rows = zip(*(grouped.column(name).to_pylist() for name in ("key", "count_all", "bytes_sum")), strict=True)
+    return {key: {"files": files, "bytes": size} for key, files, size in sorted(rows)}
+
+
+def output_counts(table: pa.Table) -> dict[str, Any]:
+    """What a cleaned shard holds, per language and per license type (summed over shards by sum_counts)."""
+    return {"languages": files_and_bytes_by(table, "language", UNKNOWN_LANGUAGE),
+            "license_types": files_and_bytes_by(table, "license_type", UNKNOWN_LICENSE_TYPE)}
 
 
 def clean_table(
@@ -38,7 +59,8 @@ def clean_table(
         table, removals, found = decontaminate_table(table, patterns)
         counts.update(found)
     table, redacted = redact_table(table, rules)
-    return table, {**counts, **redacted}, removals
+    # Counted on the rows written to data/clean, after every drop (malware, contamination, failed PII detection).
+    return table, {**counts, **redacted, **output_counts(table)}, removals
 
 
 @dataclass(frozen=True)

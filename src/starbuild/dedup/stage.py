@@ -29,6 +29,14 @@ log = logging.getLogger(__name__)
 
 REASONS = ("exact_repo", "exact_blob", "near_dup")
 
+# Clusters per (reason, size), size = member rows of the cluster table (the survivor included): for exact_repo
+# that is every file of every copy of the directory, not `cluster_size` (the number of repository copies).
+CLUSTER_SIZES_SQL = """
+SELECT reason, size, count(*) AS clusters
+FROM (SELECT reason, cluster_id, count(*) AS size FROM cluster_rows GROUP BY reason, cluster_id)
+GROUP BY reason, size ORDER BY reason, size
+"""
+
 
 @dataclass(frozen=True)
 class DedupConfig:
@@ -80,10 +88,11 @@ def run_dedup(ctx: StageContext) -> None:
             tasks = [(shard, exact.kept_rows(con, index), tmp / shard.name) for index, shard in enumerate(shards)]
             make_executor(ctx.cfg.executor).map(write_kept_rows, tasks, desc="dedup",
                                                 labels=[shard.name for shard in shards], in_threads=True)
+        clusters = cluster_table(con, cfg)
         with atomic_output(ctx.output(layout.DEDUP_CLUSTERS)) as tmp:
-            write_shard(cluster_table(con, cfg), tmp / shard_name(0))
+            write_shard(clusters, tmp / shard_name(0))
         cache.finish()
-        metrics = {**totals, **cluster_counts(con, cfg), "near": near_metrics}
+        metrics = {**totals, **cluster_counts(con, cfg), **cluster_sizes(con, clusters), "near": near_metrics}
     log.info("kept %d of %d files -> %s (why each went: %s)", metrics["kept_files"], metrics["input_files"],
              ctx.output(layout.DEDUP), ctx.output(layout.DEDUP_CLUSTERS))
     ctx.write_metrics(metrics)
@@ -162,3 +171,18 @@ def cluster_counts(con: duckdb.DuckDBPyConnection, cfg: DedupConfig) -> dict[str
     if cfg.near_dup:
         found["near_dup"] = int(con.execute("SELECT count(DISTINCT root) FROM near").fetchone()[0])
     return {"clusters": found}
+
+
+def cluster_sizes(con: duckdb.DuckDBPyConnection, clusters: pa.Table) -> dict[str, dict[str, dict[str, int]]]:
+    """How many clusters of each size each level found, from the cluster table's rows, sizes ascending."""
+    sizes: dict[str, dict[str, int]] = {reason: {} for reason in REASONS}
+    # The table is already in memory (it was just written); DuckDB scans it in place, no second pass over data.
+    con.register("cluster_rows", clusters)
+    try:
+        for reason, size, n in con.execute(CLUSTER_SIZES_SQL).fetchall():
+            # Decimal-string keys for JSON, inserted in numeric order; write_metrics' sort_keys then orders the
+            # file's keys as strings ("10" before "2"): still byte-stable, readers sort by int(size).
+            sizes[reason][str(size)] = int(n)
+    finally:
+        con.unregister("cluster_rows")
+    return {"cluster_sizes": sizes}
