@@ -32,6 +32,8 @@ repro: params
 	@echo "Evaluation (metrics/eval.json):"
 	@awk '/^## Headline/{p=1;next} /^## /{p=0} p' reports/summary.md
 	@echo "Every stage's counts: reports/summary.md (or \`dvc metrics show\` for all metrics files)."
+	@echo "Dataset card: reports/dataset_card.md"
+	@echo "Report: $(CURDIR)/reports/index.html"
 
 # Rebuild every stage in a fresh clone of HEAD and compare each out's md5 with the committed dvc.lock.
 verify: $(INSTALLED)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import struct
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.conftest import METRICS_STAGES as STAGES_WITH_METRICS
 from tests.conftest import STAGES
 from tests.projects import SMOKE, environment, fresh_project, lock_md5s, run, sh, stages_run
 
@@ -59,6 +63,85 @@ def test_filter_funnel_shows_in_dvc_metrics_and_plots(built: Path) -> None:
     for name in ("plots/filter_funnel.csv", "filter_funnel_bytes"):
         rows = plots[name][0]["content"]["data"]["values"]
         assert rows[0]["rule"] == "input" and int(rows[-1]["files"]) == funnel["kept_files"], name
+    # The report's figures are DVC plots too: the language mix as pulled and in the final dataset.
+    pulled = json.loads((built / "metrics/pull.json").read_text())["languages"]
+    final = json.loads((built / "metrics/clean.json").read_text())["languages"]
+    for name, column, expected in (("languages_pulled", "pulled", pulled),
+                                   ("plots/report_languages.csv", "final", {k: v["files"] for k, v in final.items()})):
+        rows = plots[name][0]["content"]["data"]["values"]
+        assert {r["language"]: int(r[column]) for r in rows if int(r[column])} == expected, name
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(*args: str) -> subprocess.CompletedProcess:
+    """Debian's chromium, headless (as root it needs --no-sandbox), on a local page; nothing from the network."""
+    assert CHROMIUM is not None
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           "--no-first-run", *args], capture_output=True, text=True, timeout=120, check=True)
+
+
+def marks(figure: Any) -> dict[tuple[str, str], float]:
+    """(series, label) -> value of every bar and point of a rendered figure."""
+    return {(m["data-series"], m["data-label"]): float(m["data-value"]) for m in figure.select(".bar, .point")}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's `chromium` package (apt-get install chromium); "
+                                             ".ci/run installs it")
+def test_report_page_renders_in_chromium_with_the_metrics_numbers(built: Path, tmp_path: Path) -> None:
+    from bs4 import BeautifulSoup
+
+    from starbuild.report.page import SECTIONS
+
+    page = (built / "reports/index.html").as_uri()
+    shot = tmp_path / "report.png"
+    chromium("--window-size=1200,5000", f"--screenshot={shot}", page)
+    png = shot.read_bytes()
+    width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk
+    # A blank or unstyled page compresses to a few kilobytes; this one is charts and tables.
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and (width, height) == (1200, 5000) and len(png) > 100_000
+    dom = BeautifulSoup(chromium("--dump-dom", page).stdout, "html.parser")
+    for key, title in SECTIONS:
+        section = dom.find("section", id=key)
+        assert section is not None and section.h2.get_text() == title, key
+    metrics = {stage: json.loads((built / f"metrics/{stage}.json").read_text()) for stage in STAGES_WITH_METRICS}
+    filt, pull, clean, dedup, evaluation = (metrics[k] for k in ("filter", "pull", "clean", "dedup", "eval"))
+    figures = {f["data-figure"]: f for f in dom.select("figure[data-figure]")}
+    # A figure is empty only where its metrics are: the smoke corpus may hold no duplicates.
+    empty = set() if any(dedup["cluster_sizes"].values()) else {"dedup_clusters"}
+    for name, figure in figures.items():
+        if name in empty:
+            assert "found no duplicates" in figure.get_text() and not marks(figure)
+        else:
+            assert marks(figure), f"figure {name} has no data"
+    files = {label: v for (_, label), v in marks(figures["funnel_files"]).items()}
+    assert files == {"input": filt["input_files"], "kept": filt["kept_files"],
+                     **{rule: c["files"] for rule, c in filt["dropped_first"].items()}}
+    by_bytes = {label: v for (_, label), v in marks(figures["funnel_bytes"]).items()}
+    assert by_bytes["input"] == filt["input_bytes"] and by_bytes["kept"] == filt["kept_bytes"]
+    languages = marks(figures["languages"])
+    assert {lang: v for (series, lang), v in languages.items() if series == "pulled"} == pull["languages"]
+    assert {lang: v for (series, lang), v in languages.items() if series == "final" and v} == \
+        {lang: c["files"] for lang, c in clean["languages"].items()}
+    licenses = marks(figures["licenses"])
+    assert {t: v for (series, t), v in licenses.items() if series == "pulled"} == pull["files_by_license_type"]
+    assert {t: v for (series, t), v in licenses.items() if series == "final" and v} == \
+        {t: c["files"] for t, c in clean["license_types"].items()}
+    clusters = {(reason, label): v for (reason, label), v in marks(figures["dedup_clusters"]).items() if v}
+    assert clusters == {(r, f"{s} files"): n for r, sizes in dedup["cluster_sizes"].items() for s, n in sizes.items()}
+    assert {t: v for (_, t), v in marks(figures["pii"]).items()} == clean["pii"]
+    assert {b: v for (_, b), v in marks(figures["decontamination"]).items()} == clean["decontaminated"]
+    losses = [float(line.split(",")[1]) for line in (built / "plots/train_loss.csv").read_text().splitlines()[1:]]
+    assert [v for (series, _), v in marks(figures["loss"]).items() if series == "train_loss"] == losses
+    for cell in dom.select("#evaluation td[data-metric]"):
+        assert float(cell["data-value"]) == evaluation[cell["data-metric"]]
+    assert {lang: v for (_, lang), v in marks(figures["bits_per_byte"]).items()} == \
+        {k.split("/")[1]: v for k, v in evaluation.items() if k.count("/") == 2 and k.endswith("/bits_per_byte")}
+    lineage = dom.find("section", id="lineage").get_text()
+    report_outs = ("reports/", "plots/report_")  # locked after the page was written
+    upstream = {path: md5 for path, md5 in lock_md5s(built).items() if not path.startswith(report_outs)}
+    assert upstream and all(md5 in lineage for md5 in upstream.values())
 
 
 def test_second_repro_does_nothing(built: Path) -> None:

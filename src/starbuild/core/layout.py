@@ -31,9 +31,12 @@ METRICS = Path("metrics")
 # The eval stage's result for every completion and infilled line, beside metrics/eval.json.
 EVAL_TASKS = Path("metrics/eval_tasks.jsonl")
 PLOTS = Path("plots")
-REPORTS = Path("reports")
-# What depends on the machine (training throughput): neither a DVC out nor in git.
+REPORT_SUMMARY = Path("reports/summary.md")
+DATASET_CARD = Path("reports/dataset_card.md")
+# What depends on the machine (training throughput) or the checkout (the report page's commit): neither a
+# DVC out nor in git.
 LOGS = Path("logs")
+REPORT_PAGE = Path("reports/index.html")
 
 # The DAG itself (stage names, order, outs) lives in dvc.yaml alone; these read it.
 DVC_YAML = "dvc.yaml"
