@@ -25,14 +25,18 @@ def with_overrides(cfg: DictConfig, **sections: dict[str, Any]) -> DictConfig:
 
 # Project files stages read from the repository root besides their data: the DAG (error messages name
 # producing stages from it), the opt-out list the pull reads and the extensions the filter excludes.
-PROJECT_FILES = (layout.DVC_YAML, "conf/source/opt_out.txt", "conf/filter/excluded_extensions.tsv")
+PROJECT_FILES = (layout.DVC_YAML, "conf/source/opt_out.txt", "conf/filter/excluded_extensions.tsv", "corpus/notebooks")
 
 
 def stage_context(name: str, cfg: DictConfig, root: Path, out_root: Path | None = None) -> StageContext:
     """A StageContext under `root`, which gets the project's PROJECT_FILES."""
     for rel in PROJECT_FILES:
+        source = Path(__file__).resolve().parents[1] / rel
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(Path(__file__).resolve().parents[1] / rel, root / rel)
+        if source.is_dir():
+            shutil.copytree(source, root / rel, dirs_exist_ok=True)
+        else:
+            shutil.copy(source, root / rel)
     return StageContext(name=name, cfg=cfg, root=root, out_root=out_root or root)
 
 

@@ -11,6 +11,7 @@ RAW = Path("data/raw")
 FILTERED = Path("data/filtered")
 # A sample of the files each filter rule dropped, with the rule's name.
 FILTER_REJECTS = Path("data/filter_rejects")
+NOTEBOOKS = Path("data/notebooks")
 DEDUP = Path("data/dedup")
 DEDUP_CLUSTERS = Path("data/dedup_clusters")
 CLEAN = Path("data/clean")

@@ -64,6 +64,18 @@ DEDUP_CLUSTERS = pa.schema(
     ]
 )
 
+# The pulled Jupyter notebooks in The Stack v2's formats: one row per notebook and format (notebooks stage).
+NOTEBOOKS = pa.schema(
+    [
+        ("blob_id", pa.string()),
+        ("repo_name", pa.string()),
+        ("path", pa.string()),
+        ("license_type", pa.string()),
+        ("format", pa.string()),  # jupyter_script | jupyter_structured
+        ("text", pa.large_string()),
+    ]
+)
+
 # Repository-level training documents.
 DOCS = pa.schema(
     [
