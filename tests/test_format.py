@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
+from omegaconf import open_dict
 
 from starbuild.core import layout
 from starbuild.core.schemas import CLEAN, DOCS, SchemaMismatch
@@ -127,6 +130,7 @@ def test_one_document_per_repo_and_split_by_repo_and_bytes(tmp_path, make_contex
         "files": sum(map(len, repos.values())),
         "repos_split": 0,
         "dropped": {"missing_repo_name": 0},
+        "language_caps": {},  # no capped language (conf/mixture/) among these Python files
     }
     layouts = [chunk for split in docs.values() for d in split for chunk in d["text"].split(FILE_SEP)
                if chunk.startswith(FIM_PREFIX)]
@@ -271,3 +275,49 @@ def test_rejects_non_contiguous_repos_and_bad_config(tmp_path, make_context, smo
     )
     with pytest.raises(SchemaMismatch, match="pii_redactions"):
         run_format(make_context("format"))
+
+
+def md5_rank(seed: int, repo: str, path: str) -> int:
+    """The caps' seeded order, computed apart from DuckDB: the MD5 digest as a little-endian integer."""
+    return int.from_bytes(hashlib.md5(f"{seed}\0{repo}\0{path}".encode()).digest(), "little")
+
+
+def capped_reference(rows: list[dict], cap: int, seed: int) -> set[tuple[str, str]]:
+    """The files a cap keeps: in rank order while their bytes fit."""
+    kept, total = set(), 0
+    for row in sorted(rows, key=lambda r: md5_rank(seed, r["repo_name"], r["path"])):
+        if total + row["length_bytes"] > cap:
+            break
+        total += row["length_bytes"]
+        kept.add((row["repo_name"], row["path"]))
+    return kept
+
+
+@pytest.mark.parametrize("per_shard", [1, 5, 100])
+def test_language_caps_cut_within_one_file_the_same_for_any_sharding(tmp_path, make_context, smoke_cfg, per_shard):
+    repos = {f"org{r:02d}/proj": [(f"src/M{f}.java", f"class M{r}x{f} {{}}\n" + "//" * (r * 7 + f * 13))
+                                  for f in range(1 + r % 4)] for r in range(12)}
+    repos["org99/py"] = [("a.py", "print(1)\n")]
+    rows = [{**clean_row(repo, path, text), "language": "Python" if path.endswith(".py") else "Java"}
+            for repo in sorted(repos) for path, text in sorted(repos[repo])]
+    write_table(tmp_path / layout.CLEAN, [rows[i:i + per_shard] for i in range(0, len(rows), per_shard)], CLEAN)
+    java = [r for r in rows if r["language"] == "Java"]
+    cap = sum(r["length_bytes"] for r in java) // 3
+    cfg = copy.deepcopy(smoke_cfg)
+    with open_dict(cfg):  # new keys in a composed (struct) config
+        cfg.mixture.language_caps = {"Java": cap, "Python": 0}
+    cfg.format.fim.rate = 0.0  # files whole, so each one's first line can be found in the documents
+    run_format(make_context("format", cfg))
+    seed = int(cfg.seed)
+    kept = capped_reference(java, cap, seed)
+    kept_bytes = sum(r["length_bytes"] for r in java if (r["repo_name"], r["path"]) in kept)
+    first_dropped = min((r for r in java if (r["repo_name"], r["path"]) not in kept),
+                        key=lambda r: md5_rank(seed, r["repo_name"], r["path"]))
+    assert kept_bytes <= cap < kept_bytes + first_dropped["length_bytes"]  # within one file of the cap
+    metrics = json.loads((tmp_path / layout.metrics_file("format")).read_text())
+    assert metrics["language_caps"]["Java"] == {"files_before": len(java), "bytes_before": sum(
+        r["length_bytes"] for r in java), "files_after": len(kept), "bytes_after": kept_bytes}
+    assert metrics["language_caps"]["Python"]["files_after"] == 0 and metrics["files"] == len(kept)
+    texts = "".join(doc["text"] for split in read_docs(tmp_path).values() for doc in split)
+    in_docs = {(repo, path) for repo, files in repos.items() for path, text in files if text.split("\n")[0] in texts}
+    assert in_docs == kept  # and the capped-to-nothing Python file is gone

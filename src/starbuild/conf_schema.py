@@ -22,6 +22,7 @@ from starbuild.core.config import typed_section
 from starbuild.dedup.stage import DedupConfig
 from starbuild.determinism import RuntimeConfig
 from starbuild.eval.config import EvalConfig
+from starbuild.format.mixture import MixtureConfig
 from starbuild.format.stage import FormatConfig
 from starbuild.model.starcoder2 import ModelConfig
 from starbuild.swh.source import SourceConfig
@@ -48,6 +49,7 @@ SECTIONS: dict[str, type] = {
     "dedup": DedupConfig,
     "clean": CleanConfig,
     "format": FormatConfig,
+    "mixture": MixtureConfig,
     "tokenizer.bpe": BpeConfig,
     "tokenizer.pack": PackConfig,
     "model": ModelConfig,
@@ -95,7 +97,7 @@ def _root_schema() -> type:
         ("pack", *node(mutable_schema(PackConfig))),
     ]))
     sections = {key: mutable_schema(cls) for key, cls in SECTIONS.items() if "." not in key}
-    order = ["source", "filter", "dedup", "clean", "format", "tokenizer", "model", "trainer", "optim",
+    order = ["source", "filter", "dedup", "clean", "format", "mixture", "tokenizer", "model", "trainer", "optim",
              "train", "eval", "runtime"]
     types = {**sections, "filter": FilterSchema, "tokenizer": tokenizer}
     fields = [("seed", *node(int))] + [(key, *node(types[key])) for key in order] + [("executor", *node(Any))]

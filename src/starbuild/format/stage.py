@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +13,10 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from starbuild.core import layout, schemas
-from starbuild.core.shards import atomic_output, read_shard, shard_name, write_shard
+from starbuild.core.shards import atomic_output, shard_name, write_shard
 from starbuild.core.stage import StageContext, StageError
 from starbuild.format.fim import PSM, SPM, FimConfig
+from starbuild.format.mixture import LanguageCut, MixtureConfig, language_cuts, read_within_caps
 from starbuild.format.repo_docs import render_documents, repo_rng, val_repos
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,10 @@ class FormatConfig:
             raise ValueError(f"max_doc_bytes must be at least 1, got {self.max_doc_bytes}")
 
 
-def repo_sizes(shards: list[Path]) -> tuple[dict[str, int], int]:
-    """Bytes per repository (its files' `length_bytes`) in table order, and the number of rows without a name.
+def repo_sizes(shards: list[Path], cuts: Mapping[str, LanguageCut] | None = None,
+               seed: int = 0) -> tuple[dict[str, int], int]:
+    """Bytes per repository (its files' `length_bytes` within the language caps' `cuts`) in table order, and the
+    number of rows without a name.
 
     Raise StageError when a repository's rows are not contiguous: documents are built one
     repository at a time, which relies on the table being sorted by (repo_name, path).
@@ -56,7 +59,7 @@ def repo_sizes(shards: list[Path]) -> tuple[dict[str, int], int]:
     last: str | None = None
     missing = 0
     for shard in shards:
-        table = read_shard(shard, columns=["repo_name", "length_bytes"])
+        table = read_within_caps(shard, ["repo_name", "length_bytes"], cuts or {}, seed)
         for name, size in zip(table.column("repo_name").to_pylist(), table.column("length_bytes").to_pylist(),
                               strict=True):
             if name is None:
@@ -72,12 +75,14 @@ def repo_sizes(shards: list[Path]) -> tuple[dict[str, int], int]:
     return sizes, missing
 
 
-def iter_repos(shards: list[Path]) -> Iterator[tuple[str, list[tuple[str, str]]]]:
-    """(repo_name, [(path, content), …]) per repository, holding one repository at a time."""
+def iter_repos(shards: list[Path], cuts: Mapping[str, LanguageCut] | None = None,
+               seed: int = 0) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """(repo_name, [(path, content), …]) per repository (files within the language caps' `cuts`), holding one
+    repository at a time."""
     current: str | None = None
     files: list[tuple[str, str]] = []
     for shard in shards:
-        table = read_shard(shard, columns=["repo_name", "path", "content"])
+        table = read_within_caps(shard, ["repo_name", "path", "content"], cuts or {}, seed)
         for name, path, content in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
             if name is None:
                 continue
@@ -132,7 +137,9 @@ def run_format(ctx: StageContext) -> None:
     params = ctx.section("format", FormatConfig)
     seed = int(ctx.cfg.seed)
     shards = ctx.input_shards(layout.CLEAN, schemas.CLEAN)
-    sizes, missing = repo_sizes(shards)
+    # StarCoder2 cut its largest languages before building repository documents (conf/mixture/).
+    cuts = language_cuts(shards, ctx.section("mixture", MixtureConfig).language_caps, seed)
+    sizes, missing = repo_sizes(shards, cuts, seed)
     if not sizes:
         raise StageError(f"{layout.CLEAN} holds no files; check the sources and filters upstream")
     held_out = val_repos(sizes, seed, params.val_fraction)
@@ -143,7 +150,7 @@ def run_format(ctx: StageContext) -> None:
     layouts: Counter[str] = Counter({PSM: 0, SPM: 0})
     with atomic_output(ctx.output(layout.DOCS)) as tmp:
         writers = {split: SplitWriter(tmp / split, split, params.docs_per_shard) for split in layout.SPLITS}
-        for repo_name, repo_files in tqdm(iter_repos(shards), total=len(sizes), desc="format", unit="repo"):
+        for repo_name, repo_files in tqdm(iter_repos(shards, cuts, seed), total=len(sizes), desc="format", unit="repo"):
             documents = render_documents(repo_name, repo_files, repo_rng(seed, repo_name),
                                          params.metadata_probability, params.fim, params.max_doc_bytes)
             writer = writers[layout.VAL if repo_name in held_out else layout.TRAIN]
@@ -172,6 +179,9 @@ def run_format(ctx: StageContext) -> None:
         "fim_docs": fim_docs,
         "fim_files": dict(layouts),
         "dropped": {"missing_repo_name": missing},
+        "language_caps": {language: {"files_before": cut.files_before, "bytes_before": cut.bytes_before,
+                                     "files_after": cut.files_after, "bytes_after": cut.bytes_after}
+                          for language, cut in cuts.items()},
     }
     log.info("wrote %d train and %d val documents (%d with FIM: %d PSM, %d SPM files) -> %s", train.docs, val.docs,
              fim_docs, layouts[PSM], layouts[SPM], ctx.output(layout.DOCS))
