@@ -25,7 +25,8 @@ def with_overrides(cfg: DictConfig, **sections: dict[str, Any]) -> DictConfig:
 
 # Project files stages read from the repository root besides their data: the DAG (error messages name
 # producing stages from it), the opt-out list the pull reads and the extensions the filter excludes.
-PROJECT_FILES = (layout.DVC_YAML, "conf/source/opt_out.txt", "conf/filter/excluded_extensions.tsv", "corpus/notebooks")
+PROJECT_FILES = (layout.DVC_YAML, "conf/source/opt_out.txt", "conf/filter/excluded_extensions.tsv", "corpus/notebooks",
+                 "corpus/gharchive")
 
 
 def stage_context(name: str, cfg: DictConfig, root: Path, out_root: Path | None = None) -> StageContext:

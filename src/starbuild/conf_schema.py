@@ -24,6 +24,7 @@ from starbuild.determinism import RuntimeConfig
 from starbuild.eval.config import EvalConfig
 from starbuild.format.mixture import MixtureConfig
 from starbuild.format.stage import FormatConfig
+from starbuild.issues.stage import IssuesConfig
 from starbuild.model.starcoder2 import ModelConfig
 from starbuild.swh.source import SourceConfig
 from starbuild.tokenizer.bpe import BpeConfig
@@ -46,6 +47,7 @@ class FilterSchema:
 # hydra.utils.instantiate (executor) or holding `_target_` nodes (filter rules) are checked there.
 SECTIONS: dict[str, type] = {
     "source": SourceConfig,
+    "issues": IssuesConfig,
     "dedup": DedupConfig,
     "clean": CleanConfig,
     "format": FormatConfig,
@@ -97,8 +99,8 @@ def _root_schema() -> type:
         ("pack", *node(mutable_schema(PackConfig))),
     ]))
     sections = {key: mutable_schema(cls) for key, cls in SECTIONS.items() if "." not in key}
-    order = ["source", "filter", "dedup", "clean", "format", "mixture", "tokenizer", "model", "trainer", "optim",
-             "train", "eval", "runtime"]
+    order = ["source", "filter", "issues", "dedup", "clean", "format", "mixture", "tokenizer", "model", "trainer",
+             "optim", "train", "eval", "runtime"]
     types = {**sections, "filter": FilterSchema, "tokenizer": tokenizer}
     fields = [("seed", *node(int))] + [(key, *node(types[key])) for key in order] + [("executor", *node(Any))]
     return _published(dataclasses.make_dataclass("StarbuildConfig", fields))

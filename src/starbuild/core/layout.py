@@ -12,6 +12,7 @@ FILTERED = Path("data/filtered")
 # A sample of the files each filter rule dropped, with the rule's name.
 FILTER_REJECTS = Path("data/filter_rejects")
 NOTEBOOKS = Path("data/notebooks")
+ISSUES = Path("data/issues")
 DEDUP = Path("data/dedup")
 DEDUP_CLUSTERS = Path("data/dedup_clusters")
 CLEAN = Path("data/clean")

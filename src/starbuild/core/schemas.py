@@ -76,6 +76,17 @@ NOTEBOOKS = pa.schema(
     ]
 )
 
+# GitHub issues rendered as StarCoder2's training text: one row per kept conversation (issues stage).
+ISSUES = pa.schema(
+    [
+        ("repo_name", pa.string()),
+        ("number", pa.int64()),
+        ("users", pa.int64()),  # distinct authors left after bot removal
+        ("events", pa.int64()),
+        ("text", pa.large_string()),
+    ]
+)
+
 # Repository-level training documents.
 DOCS = pa.schema(
     [

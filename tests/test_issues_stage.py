@@ -1,0 +1,66 @@
+"""The issues stage: the embedded GHArchive events rendered, opted-out repositories and every drop counted."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from omegaconf import DictConfig
+
+from starbuild.core import layout
+from starbuild.core.shards import list_shards, read_shard
+from starbuild.core.stage import StageContext, StageError
+from starbuild.issues.stage import run_issues
+from starbuild.special_tokens import ISSUE_CLOSED, ISSUE_COMMENT, ISSUE_START
+from tests.factories import with_overrides
+
+
+def rows_of(ctx: StageContext) -> list[dict]:
+    return [r for shard in list_shards(ctx.root / layout.ISSUES) for r in read_shard(shard).to_pylist()]
+
+
+def metrics_of(ctx: StageContext) -> dict:
+    return json.loads((ctx.root / layout.metrics_file("issues")).read_text())
+
+
+def test_the_embedded_events_become_one_issue_and_every_skip_is_counted(
+    make_context: Callable[..., StageContext],
+) -> None:
+    ctx = make_context("issues")
+    run_issues(ctx)
+    [row] = rows_of(ctx)
+    assert (row["repo_name"], row["number"], row["users"], row["events"]) == ("example-org/tiny-parser", 12, 2, 4)
+    text = row["text"]
+    assert text.startswith(f"{ISSUE_START}Title: Parser fails on trailing commas in arrays\nusername_0: Parsing")
+    assert text.count(ISSUE_COMMENT) == 2 and ISSUE_CLOSED in text
+    assert "quill-writes" not in text and "mapleleaf-dev" not in text and "[bot]" not in text
+    assert text.endswith(f"{ISSUE_CLOSED}{ISSUE_COMMENT}username_0: Confirmed fixed on main, thanks username_1!")
+    metrics = metrics_of(ctx)
+    assert metrics["events"] == {"kept": 6, "lines": 8, "other_type": 1, "pull_request": 1}
+    assert metrics["conversations"] == 2 and metrics["issues"] == 1 and metrics["opted_out"] == 0
+    assert metrics["dropped"] == {"no_comments": 0, "too_short": 1, "single_user": 0}
+    assert metrics["bytes"] == len(text.encode("utf-8"))
+
+
+def test_opted_out_repositories_and_thresholds_from_config(
+    make_context: Callable[..., StageContext], smoke_cfg: DictConfig,
+) -> None:
+    ctx = make_context("issues")
+    (ctx.root / "conf/source/opt_out.txt").write_text("# opted out\nexample-org/tiny-parser\n")
+    run_issues(ctx)
+    assert rows_of(ctx) == [] and metrics_of(ctx)["opted_out"] == 1
+    (ctx.root / "conf/source/opt_out.txt").write_text("")
+    # Lower min_chars keeps the short single-user issue too.
+    run_issues(make_context("issues", with_overrides(smoke_cfg, issues={"min_chars": 10})))
+    assert [(r["repo_name"], r["number"]) for r in rows_of(ctx)] == [("example-org/color-tools", 3),
+                                                                     ("example-org/tiny-parser", 12)]
+
+
+def test_a_missing_event_file_and_bad_thresholds_fail_in_one_line(
+    make_context: Callable[..., StageContext], smoke_cfg: DictConfig,
+) -> None:
+    with pytest.raises(StageError, match=r"issues.events: corpus/none does not exist; fix conf/issues/"):
+        run_issues(make_context("issues", with_overrides(smoke_cfg, issues={"events": ["corpus/none"]})))
+    with pytest.raises(StageError, match="tail_lines"):
+        run_issues(make_context("issues", with_overrides(smoke_cfg, issues={"tail_lines": 100})))
