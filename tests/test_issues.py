@@ -281,3 +281,12 @@ def test_event_fields(tmp_path: Path) -> None:
     assert conv.events[3] == Event("closed", "bob42", "", "2024-01-01T00:00:04Z", "104")
     with pytest.raises(AttributeError):
         conv.title = "x"  # type: ignore[misc]
+
+
+def test_anonymise_matches_logins_in_any_case_even_unicode_folds() -> None:
+    from starbuild.issues.render import anonymise
+
+    names = {"sam-dev": "username_0", "kit": "username_1"}
+    # `ſ` and the Kelvin sign fold to `s` and `k`, as IGNORECASE matches them; the prefilter must let them through.
+    assert anonymise("thanks \u017fam-dev and \u212aIT", names) == "thanks username_0 and username_1"
+    assert anonymise("no participant here", names) == "no participant here"

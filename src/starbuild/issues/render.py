@@ -36,8 +36,9 @@ conversation is kept or dropped on its length and its users. Where the spec is s
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from starbuild.issues.events import Conversation, Event
@@ -146,15 +147,35 @@ def anonymise(text: str, names: dict[str, str]) -> str:
 
     names maps lowercased logins to pseudonyms, as `pseudonyms` returns them.
     """
+    return anonymiser(names)(text)
+
+
+def anonymiser(names: dict[str, str]) -> Callable[[str], str]:
+    """`anonymise` for one conversation's participants, its patterns compiled once for all its texts."""
     if not names:
-        return text
-    # Longest first, so a login that is a prefix of another never wins the alternation.
-    logins = "|".join(re.escape(login) for login in sorted(names, key=lambda login: (-len(login), login)))
-    mention = rf"(?<![\w.+-])@(?:{logins}){LOGIN_AFTER}"
-    text = re.sub(rf"^(?:{mention}[ \t]*)+", "", text, flags=re.IGNORECASE | re.MULTILINE)
-    text = re.sub(rf"[ \t]*{mention}", "", text, flags=re.IGNORECASE)
-    bare = re.compile(rf"{LOGIN_BEFORE}(?:{logins}){LOGIN_AFTER}", re.IGNORECASE)
-    return bare.sub(lambda match: names[match.group(0).lower()], text)
+        return lambda text: text
+
+    @functools.cache
+    def patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+        # Compiled on the first text that needs them: most conversations never mention a participant.
+        # Longest first, so a login that is a prefix of another never wins the alternation.
+        logins = "|".join(re.escape(login) for login in sorted(names, key=lambda login: (-len(login), login)))
+        mention = rf"(?<![\w.+-])@(?:{logins}){LOGIN_AFTER}"
+        return (re.compile(rf"^(?:{mention}[ \t]*)+", re.IGNORECASE | re.MULTILINE),
+                re.compile(rf"[ \t]*{mention}", re.IGNORECASE),
+                re.compile(rf"{LOGIN_BEFORE}(?:{logins}){LOGIN_AFTER}", re.IGNORECASE))
+
+    def apply(text: str) -> str:
+        # Every pattern needs a participant's login: most texts hold none, and the scans are the costly part.
+        # Case folding covers what IGNORECASE matches (`ſ` for `s`, the Kelvin sign for `k`).
+        folded = text.casefold()
+        if not any(login in folded for login in names):
+            return text
+        leading, inline, bare = patterns()
+        text = inline.sub("", leading.sub("", text))
+        return bare.sub(lambda match: names[match.group(0).casefold()], text)
+
+    return apply
 
 
 def clean_events(events: Iterable[Event], *, max_lines: int = 80, tail_lines: int = 20) -> list[Event]:
@@ -199,8 +220,9 @@ def render_issue(
     if not any(event.kind in ("opened", "comment") for event in events):
         return Dropped("no_comments")
     names = pseudonyms(events)
-    events = [replace(event, text=anonymise(event.text, names)) for event in events]
-    text = layout(anonymise(conv.title, names), events, names)
+    anonymous = anonymiser(names)
+    events = [replace(event, text=anonymous(event.text)) for event in events]
+    text = layout(anonymous(conv.title), events, names)
     if len(text) < min_chars:
         return Dropped("too_short")
     if len(names) < min_users and (len(text) > max_chars or len(events) > max_events):
