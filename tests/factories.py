@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
 from starbuild.core import layout, schemas
-from starbuild.core.shards import shard_name, write_shard
+from starbuild.core.shards import list_shards, read_shard, shard_name, write_shard
 from starbuild.core.stage import StageContext
 
 
@@ -95,6 +96,16 @@ def write_table(table_dir: Path, shards: list[list[dict[str, Any]]], schema: pa.
     for index, rows in enumerate(shards):
         write_shard(raw_table(rows, schema), table_dir / shard_name(index))
     return table_dir
+
+
+def table_rows(table_dir: Path) -> list[dict[str, Any]]:
+    """Every row of a table's shards, in shard order."""
+    return [row for shard in list_shards(table_dir) for row in read_shard(shard).to_pylist()]
+
+
+def stage_metrics(ctx: StageContext) -> dict[str, Any]:
+    """The metrics file the stage of `ctx` wrote."""
+    return json.loads((ctx.root / layout.metrics_file(ctx.name)).read_text(encoding="utf-8"))
 
 
 def file_bytes(root: Path, *paths: Path) -> dict[str, bytes]:

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import pytest
 from omegaconf import DictConfig
 
 from starbuild.core import layout
-from starbuild.core.shards import list_shards, read_shard
 from starbuild.core.stage import StageContext, StageError
 from starbuild.issues.stage import run_issues
 from starbuild.special_tokens import ISSUE_CLOSED, ISSUE_COMMENT, ISSUE_START
-from tests.factories import with_overrides
+from tests.factories import stage_metrics, table_rows, with_overrides
 
 
 def rows_of(ctx: StageContext) -> list[dict]:
-    return [r for shard in list_shards(ctx.root / layout.ISSUES) for r in read_shard(shard).to_pylist()]
-
-
-def metrics_of(ctx: StageContext) -> dict:
-    return json.loads((ctx.root / layout.metrics_file("issues")).read_text())
+    return table_rows(ctx.root / layout.ISSUES)
 
 
 def test_the_embedded_events_become_one_issue_and_every_skip_is_counted(
@@ -36,7 +30,7 @@ def test_the_embedded_events_become_one_issue_and_every_skip_is_counted(
     assert text.count(ISSUE_COMMENT) == 2 and ISSUE_CLOSED in text
     assert "quill-writes" not in text and "mapleleaf-dev" not in text and "[bot]" not in text
     assert text.endswith(f"{ISSUE_CLOSED}{ISSUE_COMMENT}username_0: Confirmed fixed on main, thanks username_1!")
-    metrics = metrics_of(ctx)
+    metrics = stage_metrics(ctx)
     assert metrics["events"] == {"kept": 6, "lines": 8, "other_type": 1, "pull_request": 1}
     assert metrics["conversations"] == 2 and metrics["issues"] == 1 and metrics["opted_out"] == 0
     assert metrics["dropped"] == {"no_comments": 0, "too_short": 1, "single_user": 0}
@@ -49,7 +43,7 @@ def test_opted_out_repositories_and_thresholds_from_config(
     ctx = make_context("issues")
     (ctx.root / "conf/source/opt_out.txt").write_text("# opted out\nexample-org/tiny-parser\n")
     run_issues(ctx)
-    assert rows_of(ctx) == [] and metrics_of(ctx)["opted_out"] == 1
+    assert rows_of(ctx) == [] and stage_metrics(ctx)["opted_out"] == 1
     (ctx.root / "conf/source/opt_out.txt").write_text("")
     # Lower min_chars keeps the short single-user issue too.
     run_issues(make_context("issues", with_overrides(smoke_cfg, issues={"min_chars": 10})))

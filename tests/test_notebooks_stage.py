@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,12 +9,11 @@ import pytest
 from omegaconf import DictConfig
 
 from starbuild.core import layout
-from starbuild.core.shards import list_shards, read_shard
 from starbuild.core.stage import StageContext
 from starbuild.notebooks.stage import run_notebooks
 from starbuild.special_tokens import JUPYTER_SCRIPT, JUPYTER_START
 from starbuild.swh.stage import run_pull
-from tests.factories import raw_row, with_overrides, write_table
+from tests.factories import raw_row, stage_metrics, table_rows, with_overrides, write_table
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "notebooks"
 
@@ -28,11 +26,7 @@ def notebook(name: str, **overrides: object) -> dict:
 
 
 def rows_of(ctx: StageContext) -> list[dict]:
-    return [r for shard in list_shards(ctx.root / layout.NOTEBOOKS) for r in read_shard(shard).to_pylist()]
-
-
-def metrics_of(ctx: StageContext) -> dict:
-    return json.loads((ctx.root / layout.metrics_file("notebooks")).read_text())
+    return table_rows(ctx.root / layout.NOTEBOOKS)
 
 
 def test_every_notebook_in_each_format_it_has_and_every_failure_counted(
@@ -52,7 +46,7 @@ def test_every_notebook_in_each_format_it_has_and_every_failure_counted(
     assert texts[("notebooks/word_frequencies.ipynb", "jupyter_structured")].startswith(JUPYTER_START)
     assert texts[("notebooks/summary_statistics_r.ipynb", "jupyter_script")].startswith(JUPYTER_SCRIPT)
     assert "mean(x)" in texts[("notebooks/summary_statistics_r.ipynb", "jupyter_script")]
-    metrics = metrics_of(ctx)
+    metrics = stage_metrics(ctx)
     assert metrics["notebooks"] == 3 and metrics["license_dropped"] == 0
     assert metrics["unreadable"]["invalid_json"] == 1
     assert metrics["jupyter_script"]["converted"] == 2 and not any(metrics["jupyter_script"]["failed"].values())
@@ -69,7 +63,7 @@ def test_the_filters_license_rule_decides_which_notebooks_are_kept(
     write_table(ctx.root / layout.RAW, rows)
     run_notebooks(ctx)
     assert {r["repo_name"] for r in rows_of(ctx)} == {"free/nb"}
-    assert metrics_of(ctx)["license_dropped"] == 1
+    assert stage_metrics(ctx)["license_dropped"] == 1
     # With the license rule switched off (as `-S filter.rules.license.enabled=false`), every notebook goes on.
     ctx = make_context("notebooks", with_overrides(smoke_cfg, filter={"rules": {"license": {"enabled": False}}}))
     write_table(ctx.root / layout.RAW, rows)
@@ -89,4 +83,4 @@ def test_the_embedded_notebooks_go_from_pull_to_both_formats(
     assert sorted((r["path"], r["format"]) for r in rows_of(ctx)) == [
         ("summary_statistics_r.ipynb", "jupyter_script"), ("word_frequencies.ipynb", "jupyter_script"),
         ("word_frequencies.ipynb", "jupyter_structured")]
-    assert metrics_of(ctx)["unreadable"]["invalid_json"] == 1
+    assert stage_metrics(ctx)["unreadable"]["invalid_json"] == 1

@@ -139,7 +139,9 @@ def run_format(ctx: StageContext) -> None:
     shards = ctx.input_shards(layout.CLEAN, schemas.CLEAN)
     # StarCoder2 cut its largest languages before building repository documents (conf/mixture/).
     cuts = language_cuts(shards, ctx.section("mixture", MixtureConfig).language_caps, seed)
-    sizes, missing = repo_sizes(shards, cuts, seed)
+    # Only languages a cap cut need their files' ranks on reading; the rest read plainly.
+    cutting = {language: cut for language, cut in cuts.items() if cut.files_after < cut.files_before}
+    sizes, missing = repo_sizes(shards, cutting, seed)
     if not sizes:
         raise StageError(f"{layout.CLEAN} holds no files; check the sources and filters upstream")
     held_out = val_repos(sizes, seed, params.val_fraction)
@@ -150,7 +152,8 @@ def run_format(ctx: StageContext) -> None:
     layouts: Counter[str] = Counter({PSM: 0, SPM: 0})
     with atomic_output(ctx.output(layout.DOCS)) as tmp:
         writers = {split: SplitWriter(tmp / split, split, params.docs_per_shard) for split in layout.SPLITS}
-        for repo_name, repo_files in tqdm(iter_repos(shards, cuts, seed), total=len(sizes), desc="format", unit="repo"):
+        repos = iter_repos(shards, cutting, seed)
+        for repo_name, repo_files in tqdm(repos, total=len(sizes), desc="format", unit="repo"):
             documents = render_documents(repo_name, repo_files, repo_rng(seed, repo_name),
                                          params.metadata_probability, params.fim, params.max_doc_bytes)
             writer = writers[layout.VAL if repo_name in held_out else layout.TRAIN]

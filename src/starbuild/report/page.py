@@ -136,19 +136,30 @@ def _funnel(filt: Mapping[str, Any], order: Sequence[str]) -> str:
             + _figure("funnel_bytes", "bytes removed by each rule", bars(size)))
 
 
+def mix(before: Mapping[str, int], after: Mapping[str, Mapping[str, int]]) -> list[tuple[str, int, int]]:
+    """(key, files pulled, files in the final dataset) for every key of either, most pulled first."""
+    keys = sorted(set(before) | set(after), key=lambda k: (-int(before.get(k, 0)), k))
+    return [(k, int(before.get(k, 0)), int(after.get(k, {}).get("files", 0))) for k in keys]
+
+
+def bits_per_byte_by_language(evaluation: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """(language, held-out bits per byte) from eval's `val/<language>/bits_per_byte` metrics, by language."""
+    return sorted((k.split("/")[1], v) for k, v in evaluation.items()
+                  if k.startswith("val/") and k.count("/") == 2 and k.endswith("/bits_per_byte"))
+
+
 def _before_after(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None, name: str, caption: str,
                   limit: int | None = None) -> str:
     """Grouped bars of files per key as pulled and as in the final dataset (clean's output)."""
     if not before:
         return empty_figure(f"metrics/pull.json has no {name}: run `dvc repro pull`")
-    after_files = {k: (v["files"] if isinstance(v, Mapping) else v) for k, v in (after or {}).items()}
-    keys = sorted(set(before) | set(after_files), key=lambda k: (-int(before.get(k, 0)), k))
-    shown = keys[:limit] if limit else keys
-    values = [[int(before.get(k, 0)), int(after_files.get(k, 0))] for k in shown]
-    note = f" (the {len(shown)} largest of {len(keys)})" if len(shown) < len(keys) else ""
+    rows = mix(before, after or {})
+    shown = rows[:limit] if limit else rows
+    note = f" (the {len(shown)} largest of {len(rows)})" if len(shown) < len(rows) else ""
     missing = "" if after else " (metrics/clean.json has no counts yet: run `dvc repro clean`)"
     return _figure(name, f"{caption}: pulled and in the final dataset{note}{missing}",
-                   bars([(k, 0) for k in shown], series=("pulled", "final"), values=values))
+                   bars([(key, 0) for key, _, _ in shown], series=("pulled", "final"),
+                        values=[[pulled, final] for _, pulled, final in shown]))
 
 
 def _dedup(dedup: Mapping[str, Any]) -> str:
@@ -196,10 +207,8 @@ def _evaluation(evaluation: Mapping[str, Any]) -> str:
     headline = sorted(k for k, v in evaluation.items() if isinstance(v, int | float) and not isinstance(v, bool)
                       and (k.startswith(("humaneval/", "fim/")) or k.count("/") == 1))
     table = _table([(k, evaluation[k]) for k in headline], ("metric", "value"), headline)
-    per_language = sorted((k.split("/")[1], evaluation[k]) for k in evaluation
-                          if k.startswith("val/") and k.count("/") == 2 and k.endswith("/bits_per_byte"))
     return table + _figure("bits_per_byte", "held-out bits per byte by language (lower is better)",
-                           bars(per_language))
+                           bars(bits_per_byte_by_language(evaluation)))
 
 
 def _lineage(inputs: PageInputs) -> str:

@@ -21,7 +21,7 @@ from starbuild.core.shards import atomic_file
 from starbuild.core.stage import StageContext
 from starbuild.report.card import render_card
 from starbuild.report.lineage import changed_params, git_commit, locked_outs
-from starbuild.report.page import PageInputs, render_page
+from starbuild.report.page import PageInputs, bits_per_byte_by_language, mix, render_page
 from starbuild.report.summary import render
 
 log = logging.getLogger(__name__)
@@ -72,20 +72,19 @@ def plot_tables(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, list[dict
     """The rows of each report plot table (the same numbers the page draws)."""
     pull, dedup, clean, evaluation = (metrics.get(k, {}) for k in ("pull", "dedup", "clean", "eval"))
 
-    def mix(before: Mapping[str, int], after: Mapping[str, Mapping[str, int]], key: str) -> list[dict[str, Any]]:
-        names = sorted(set(before) | set(after), key=lambda k: (-before.get(k, 0), k))
-        return [{key: n, "pulled": before.get(n, 0), "final": after.get(n, {}).get("files", 0)} for n in names]
+    def mix_rows(before: Mapping[str, int], after: Mapping[str, Mapping[str, int]], key: str) -> list[dict[str, Any]]:
+        return [{key: name, "pulled": pulled, "final": final} for name, pulled, final in mix(before, after)]
 
     return {
-        "languages": mix(pull.get("languages", {}), clean.get("languages", {}), "language"),
-        "licenses": mix(pull.get("files_by_license_type", {}), clean.get("license_types", {}), "license_type"),
+        "languages": mix_rows(pull.get("languages", {}), clean.get("languages", {}), "language"),
+        "licenses": mix_rows(pull.get("files_by_license_type", {}), clean.get("license_types", {}), "license_type"),
         "dedup_clusters": [{"reason": reason, "size": int(size), "clusters": count}
                            for reason, sizes in dedup.get("cluster_sizes", {}).items()
                            for size, count in sorted(sizes.items(), key=lambda kv: int(kv[0]))],
         "pii": [{"type": k, "redactions": v} for k, v in sorted(clean.get("pii", {}).items())],
         "decontamination": [{"benchmark": k, "files": v} for k, v in sorted(clean.get("decontaminated", {}).items())],
-        "bits_per_byte": [{"language": k.split("/")[1], "bits_per_byte": v} for k, v in sorted(evaluation.items())
-                          if k.startswith("val/") and k.count("/") == 2 and k.endswith("/bits_per_byte")],
+        "bits_per_byte": [{"language": language, "bits_per_byte": v}
+                          for language, v in bits_per_byte_by_language(evaluation)],
     }
 
 
