@@ -17,19 +17,27 @@ its body (a null body reads as ""); closed and reopened events carry no text.
 Events are ordered by (created_at, id), ids compared as numbers, so input order never changes a
 conversation. The title is the opened event's title, else the earliest event's (GHArchive copies the
 issue's title into every event, as it was at that time).
+
+Memory is bounded: kept events are appended in batches to a DuckDB database in a temporary directory
+(`group_records`, which pull-request events share) and read back sorted, one conversation at a time.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import tempfile
 import zlib
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
+
+import duckdb
+import pyarrow as pa
 
 Kind = Literal["opened", "comment", "closed", "reopened"]
 ISSUE_ACTIONS = frozenset({"opened", "closed", "reopened"})
@@ -37,6 +45,12 @@ ISSUE_ACTIONS = frozenset({"opened", "closed", "reopened"})
 COMMENT_ACTIONS = frozenset({"created"})
 # What a cut or corrupt gzip stream makes the reader raise, depending on where the cut falls.
 TRUNCATION_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+# Rows appended to (and fetched from) the grouping database at a time: what one batch holds in memory.
+BATCH_ROWS = 50_000
+# DuckDB's default is 80% of the machine; grouping needs little, and spills what does not fit.
+MEMORY_LIMIT = "1GB"
+INT64_RANGE = range(-(2**63), 2**63)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,7 @@ class MissingField(Exception):
     """An event lacks a field a conversation needs."""
 
 
-def _get(obj: Any, *keys: str) -> Any:
+def field_at(obj: Any, *keys: str) -> Any:
     """obj[k0][k1]…, raising MissingField when a level is absent or not an object."""
     for key in keys:
         if not isinstance(obj, dict) or obj.get(key) is None:
@@ -81,7 +95,7 @@ def _text(obj: dict[str, Any], key: str) -> str:
 
 def _login(obj: Any, *keys: str) -> str:
     """A login, required to be a non-empty string."""
-    login = _get(obj, *keys)
+    login = field_at(obj, *keys)
     if not isinstance(login, str) or not login:
         raise MissingField(".".join(keys))
     return login
@@ -93,19 +107,20 @@ def parse_event(raw: dict[str, Any]) -> tuple[str, int, str, Event] | str:
     if kind_of not in ("IssuesEvent", "IssueCommentEvent"):
         return "other_type"
     try:
-        payload = _get(raw, "payload")
-        action = _get(payload, "action")
+        payload = field_at(raw, "payload")
+        action = field_at(payload, "action")
         if action not in (ISSUE_ACTIONS if kind_of == "IssuesEvent" else COMMENT_ACTIONS):
             return "other_action"
-        issue = _get(payload, "issue")
+        issue = field_at(payload, "issue")
         if "pull_request" in issue:
             return "pull_request"
-        number, title = _get(issue, "number"), _get(issue, "title")
-        repo, created_at, event_id = _get(raw, "repo", "name"), _get(raw, "created_at"), _get(raw, "id")
-        if not isinstance(number, int) or isinstance(number, bool) or not isinstance(title, str):
+        number, title = field_at(issue, "number"), field_at(issue, "title")
+        repo, created_at, event_id = field_at(raw, "repo", "name"), field_at(raw, "created_at"), field_at(raw, "id")
+        if not isinstance(number, int) or isinstance(number, bool) or number not in INT64_RANGE \
+                or not isinstance(title, str):
             raise MissingField("payload.issue")
         if kind_of == "IssueCommentEvent":
-            comment = _get(payload, "comment")
+            comment = field_at(payload, "comment")
             event = Event("comment", _login(comment, "user", "login"), _text(comment, "body"), "", "")
         elif action == "opened":
             event = Event("opened", _login(issue, "user", "login"), _text(issue, "body"), "", "")
@@ -116,7 +131,20 @@ def parse_event(raw: dict[str, Any]) -> tuple[str, int, str, Event] | str:
     if not isinstance(repo, str) or not isinstance(created_at, str):
         return "missing_fields"
     event = Event(event.kind, event.user, event.text, created_at, str(event_id))
+    # JSON's \\ud800 escapes decode to lone surrogates, which no UTF-8 table (DuckDB, Parquet) can hold.
+    if not _is_utf8(repo, title, event.user, event.text, created_at, event.id):
+        return "bad_json"
     return repo, number, title, event
+
+
+def _is_utf8(*texts: str) -> bool:
+    """Whether every text encodes as UTF-8 (no lone surrogates)."""
+    try:
+        for text in texts:
+            text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _open_lines(path: Path) -> Iterator[bytes]:
@@ -160,29 +188,167 @@ def event_order(event: Event) -> tuple[str, str]:
     return event.created_at, event.id.zfill(32)
 
 
+# What the grouping database holds of a kept event: its issue, its order, its id and its content.
+EVENT_SCHEMA = pa.schema([("repo", pa.string()), ("number", pa.int64()), ("created_at", pa.string()),
+                          ("id_order", pa.string()), ("id", pa.string()), ("kind", pa.string()),
+                          ("user", pa.string()), ("text", pa.string()), ("title", pa.string())])
+EVENT_PAYLOAD = ("title", "kind", "user", "text", "created_at", "id")
+
+
 def read_events(paths: Iterable[str | PathLike[str]]) -> tuple[list[Conversation], Counter[str]]:
-    """Conversations (sorted by repo, number) from GHArchive files, and the counts of what was skipped."""
+    """Conversations (sorted by repo, number) from GHArchive files, and the counts of what was skipped.
+
+    Holds every conversation in a list: for tests and small inputs; the stage streams `iter_conversations`.
+    """
     counts: Counter[str] = Counter()
-    grouped: dict[tuple[str, int], list[tuple[str, Event]]] = defaultdict(list)
-    seen: set[str] = set()
-    for raw in iter_raw_events(paths, counts):
+    return list(iter_conversations(paths, counts)), counts
+
+
+def iter_conversations(paths: Iterable[str | PathLike[str]], counts: Counter[str], *,
+                       memory_limit: str = MEMORY_LIMIT, work: Path | None = None) -> Iterator[Conversation]:
+    """Conversations sorted by (repo, number), one at a time, from local GHArchive files read in the given order.
+
+    `counts` gets what the reader skipped and, before the first conversation comes, `kept` and `duplicate`
+    (an event id met before, the first by file order kept). Memory: one batch of events plus one conversation;
+    the rest waits in a DuckDB database under `work` (the system's temporary directory when None).
+    """
+    groups = group_records(_event_records(iter_raw_events(paths, counts), counts), EVENT_SCHEMA,
+                           key=("repo", "number"), order=("created_at", "id_order"), payload=EVENT_PAYLOAD,
+                           unique="id", counts=counts, memory_limit=memory_limit, work=work)
+    for group in groups:
+        repo, number = group.key
+        yield _conversation(repo, number, [(title, Event(kind, user, text, created_at, event_id))
+                                           for title, kind, user, text, created_at, event_id in group.rows])
+
+
+def _event_records(raws: Iterable[dict[str, Any]], counts: Counter[str]) -> Iterator[tuple[Any, ...]]:
+    """EVENT_SCHEMA rows of the kept events, counting the others by reason."""
+    for raw in raws:
         parsed = parse_event(raw)
         if isinstance(parsed, str):
             counts[parsed] += 1
             continue
         repo, number, title, event = parsed
-        if event.id in seen:
-            counts["duplicate"] += 1
-            continue
-        seen.add(event.id)
-        counts["kept"] += 1
-        grouped[(repo, number)].append((title, event))
-    return [_conversation(repo, number, grouped[(repo, number)]) for repo, number in sorted(grouped)], counts
+        yield (repo, number, event.created_at, event_order(event)[1], event.id, event.kind, event.user, event.text,
+               title)
 
 
 def _conversation(repo: str, number: int, items: list[tuple[str, Event]]) -> Conversation:
-    """One conversation from its (title, event) pairs in any order."""
-    items = sorted(items, key=lambda item: event_order(item[1]))
+    """One conversation from its (title, event) pairs, already in event order."""
     opened = [title for title, event in items if event.kind == "opened"]
     title = (opened or [items[0][0]])[0]
     return Conversation(repo, number, title.strip(), tuple(event for _, event in items))
+
+
+class Counted(Generic[T]):
+    """An iterator that counts what it has yielded (`count`), e.g. conversations as a stage streams them."""
+
+    def __init__(self, items: Iterable[T]) -> None:
+        self._items = iter(items)
+        self.count = 0
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        item = next(self._items)
+        self.count += 1
+        return item
+
+
+# --- Out-of-core grouping, shared by issue and pull-request events ---------------------------------------
+
+SEQ = "__seq"  # the grouping table's own column: a record's position in the input
+
+
+@dataclass(frozen=True)
+class Group:
+    """The rows of one key: `key` holds the key columns' values, each row the payload columns' in order."""
+
+    key: tuple[Any, ...]
+    rows: list[tuple[Any, ...]]
+
+
+def group_records(records: Iterable[Sequence[Any]], schema: pa.Schema, *, key: Sequence[str],
+                  order: Sequence[str], payload: Sequence[str], unique: str | None = None,
+                  counts: Counter[str] | None = None, memory_limit: str = MEMORY_LIMIT, work: Path | None = None,
+                  batch_rows: int = BATCH_ROWS) -> Iterator[Group]:
+    """Records grouped by `key`, in key order, with memory bounded by one batch plus one group.
+
+    Contract:
+    - `records`: tuples (or lists) of values in `schema`'s field order; read lazily, `batch_rows` at a time,
+      into a DuckDB database file in a fresh temporary directory under `work` (the system's temporary
+      directory when None), removed when the generator finishes or is closed. DuckDB uses at most
+      `memory_limit` (a DuckDB size such as "1GB") and one thread, and spills the rest to that directory.
+    - `key`, `order`, `payload`, `unique`: names of `schema` fields. Groups come sorted by the key columns
+      (strings by code point, integers as numbers); a group's rows are sorted by the `order` columns, ties
+      in input order, and hold the `payload` columns in the order given.
+    - `unique`: when set, a record whose value there (never null) an earlier record had is dropped.
+    - `counts`: when given, gets `kept` (records grouped) and `duplicate` (records dropped by `unique`),
+      each only when non-zero, before the first group is yielded.
+    """
+    with tempfile.TemporaryDirectory(prefix="starbuild-group-", dir=work) as tmp:
+        config = {"memory_limit": memory_limit, "temp_directory": str(Path(tmp) / "spill"),
+                  # Two threads sorting wide rows ran out of memory under a small limit where one spills.
+                  "threads": 1, "preserve_insertion_order": False}
+        with duckdb.connect(str(Path(tmp) / "groups.duckdb"), config=config) as con:
+            total = _append(con, records, schema, batch_rows)
+            duplicates = _drop_repeats(con, unique) if unique else 0
+            if counts is not None:
+                for name, value in (("kept", total - duplicates), ("duplicate", duplicates)):
+                    if value:
+                        counts[name] += value
+            yield from _sorted_groups(con, key, order, payload, batch_rows)
+
+
+def _quoted(names: Iterable[str]) -> str:
+    """Column names as a quoted SQL list."""
+    return ", ".join('"' + name.replace('"', '""') + '"' for name in names)
+
+
+def _append(con: duckdb.DuckDBPyConnection, records: Iterable[Sequence[Any]], schema: pa.Schema,
+            batch_rows: int) -> int:
+    """Append every record, numbered in input order, to the table `records`; how many there were."""
+    full = schema.append(pa.field(SEQ, pa.int64()))
+    con.register("empty", full.empty_table())
+    con.execute("CREATE TABLE records AS SELECT * FROM empty")
+    con.unregister("empty")
+    rows = iter(records)
+    total = 0
+    while batch := list(islice(rows, batch_rows)):
+        columns = [pa.array(values, type=field.type) for values, field in zip(zip(*batch, strict=True), schema,
+                                                                              strict=True)]
+        table = pa.Table.from_arrays([*columns, pa.array(range(total, total + len(batch)), pa.int64())],
+                                     schema=full)
+        con.register("batch", table)
+        con.execute("INSERT INTO records SELECT * FROM batch")
+        con.unregister("batch")
+        total += len(batch)
+    return total
+
+
+def _drop_repeats(con: duckdb.DuckDBPyConnection, unique: str) -> int:
+    """Delete every record whose `unique` value an earlier record had; how many went."""
+    column = _quoted([unique])
+    deleted = con.execute(f"DELETE FROM records WHERE {SEQ} NOT IN "
+                          f"(SELECT min({SEQ}) FROM records GROUP BY {column})").fetchone()
+    return int(deleted[0]) if deleted else 0
+
+
+def _sorted_groups(con: duckdb.DuckDBPyConnection, key: Sequence[str], order: Sequence[str],
+                   payload: Sequence[str], batch_rows: int) -> Iterator[Group]:
+    """The table's records as groups: fetched sorted, `batch_rows` at a time, a group held until its key ends."""
+    width = len(key)
+    reader = con.execute(f"SELECT {_quoted([*key, *payload])} FROM records "
+                         f"ORDER BY {_quoted([*key, *order, SEQ])}").to_arrow_reader(batch_rows)
+    current: Group | None = None
+    for batch in reader:
+        for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+            row_key = row[:width]
+            if current is None or row_key != current.key:
+                if current is not None:
+                    yield current
+                current = Group(row_key, [])
+            current.rows.append(row[width:])
+    if current is not None:
+        yield current
