@@ -24,11 +24,27 @@ JUPYTER_SCRIPT = "<jupyter_script>"
 EMPTY_OUTPUT = "<empty_output>"
 CODE_TO_INTERMEDIATE = "<code_to_intermediate>"
 INTERMEDIATE_TO_CODE = "<intermediate_to_code>"
+# The pull-request tokens (spec §6.3), `<repo_name>` being the one above.
+PR_EVENT = "<pr>"
+PR_STATUS = "<pr_status>"
+PR_IS_MERGED = "<pr_is_merged>"
+PR_BASE = "<pr_base>"
+PR_FILE = "<pr_file>"
+PR_BASE_CODE = "<pr_base_code>"
+PR_DIFF = "<pr_diff>"
+PR_DIFF_HUNK = "<pr_diff_hunk>"
+PR_COMMENT = "<pr_comment>"
+PR_EVENT_ID = "<pr_event_id>"
+PR_REVIEW = "<pr_review>"
+PR_REVIEW_STATE = "<pr_review_state>"
+PR_REVIEW_COMMENT = "<pr_review_comment>"
+PR_IN_REPLY_TO_REVIEW_ID = "<pr_in_reply_to_review_id>"
+PR_IN_REPLY_TO_COMMENT_ID = "<pr_in_reply_to_comment_id>"
+PR_DIFF_HUNK_COMMENT_LINE = "<pr_diff_hunk_comment_line>"
 PR_TOKENS = (
-    "<pr>", "<pr_status>", "<pr_is_merged>", "<pr_base>", "<pr_file>", "<pr_base_code>", "<pr_diff>",
-    "<pr_diff_hunk>", "<pr_comment>", "<pr_event_id>", "<pr_review>", "<pr_review_state>",
-    "<pr_review_comment>", "<pr_in_reply_to_review_id>", "<pr_in_reply_to_comment_id>",
-    "<pr_diff_hunk_comment_line>",
+    PR_EVENT, PR_STATUS, PR_IS_MERGED, PR_BASE, PR_FILE, PR_BASE_CODE, PR_DIFF, PR_DIFF_HUNK, PR_COMMENT,
+    PR_EVENT_ID, PR_REVIEW, PR_REVIEW_STATE, PR_REVIEW_COMMENT, PR_IN_REPLY_TO_REVIEW_ID, PR_IN_REPLY_TO_COMMENT_ID,
+    PR_DIFF_HUNK_COMMENT_LINE,
 )
 # What PII redaction (the clean stage) writes in place of a name, an email address, a key, a password.
 NAME = "<NAME>"

@@ -23,7 +23,7 @@ from starbuild.swh.content_store import ContentCache, ContentError, ContentStore
 from starbuild.swh.hashing import directory_swhid, snapshot_swhid
 from starbuild.swh.origins import Checkout, OriginFile
 from starbuild.swh.records import RowOptions
-from starbuild.swh.storage import S3Options
+from starbuild.swh.storage import S3Options, local_or_url
 
 
 @dataclass(frozen=True)
@@ -181,13 +181,6 @@ def utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def local_or_url(location: str, repo_root: Path) -> str:
-    """`location` with a relative local path made absolute against the repository root."""
-    if "://" in location or Path(location).is_absolute():
-        return location
-    return str(repo_root / location)
 
 
 def open_content_store(cfg: SourceConfig, repo_root: Path) -> ContentStore:

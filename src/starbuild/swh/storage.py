@@ -7,6 +7,7 @@ one client; `s3://` is unsigned by default because the Software Heritage bucket 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -29,6 +30,13 @@ def open_location(url: str, s3: S3Options) -> tuple[pafs.FileSystem, str]:
     if parsed.scheme in ("", "file"):
         return pafs.LocalFileSystem(), (parsed.path if parsed.scheme else url).rstrip("/") or "/"
     raise ValueError(f"'{url}' is neither s3://bucket/prefix nor a local directory")
+
+
+def local_or_url(location: str, repo_root: Path) -> str:
+    """`location` with a relative local path made absolute against the repository root."""
+    if "://" in location or Path(location).is_absolute():
+        return location
+    return str(repo_root / location)
 
 
 def _s3(options: S3Options) -> pafs.S3FileSystem:
