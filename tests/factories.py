@@ -119,9 +119,19 @@ def file_bytes(root: Path, *paths: Path) -> dict[str, bytes]:
 
 
 def doc_row(repo_name: str, split: str, text: str | None, n_files: int = 1) -> dict[str, Any]:
-    """One row of the repository-document table (schemas.DOCS)."""
+    """One row of the document table (schemas.DOCS): a code document's first copy."""
     size = len(text.encode("utf-8")) if text is not None else 0
-    return {"repo_name": repo_name, "split": split, "n_files": n_files, "length_bytes": size, "text": text}
+    return {"repo_name": repo_name, "split": split, "n_files": n_files, "length_bytes": size, "text": text,
+            "source": "code", "epoch": 0, "language": None}
+
+
+def code_only(cfg: DictConfig, epochs: float = 1.0) -> DictConfig:
+    """A copy of `cfg` whose training mixture is code alone, `epochs` times (data/notebooks, data/issues unread)."""
+    result = copy.deepcopy(cfg)
+    for source in result.mixture.sources.values():
+        # Epochs 0 leave a source out: its table is not read.
+        source.epochs = epochs if source.table == str(layout.CLEAN) else 0.0
+    return result
 
 
 def raw_table(rows: list[dict[str, Any]], schema: pa.Schema = schemas.RAW) -> pa.Table:

@@ -27,7 +27,7 @@ from starbuild.core.shards import list_shards, write_shard
 from starbuild.dedup.stage import run_dedup
 from starbuild.filters.stage import FUNNEL_PLOT, run_filter
 from starbuild.format.stage import run_format
-from tests.factories import git, raw_row, stage_context, with_overrides, write_table
+from tests.factories import code_only, git, raw_row, stage_context, with_overrides, write_table
 
 # DVC 3.67 warns from inside its own graph code.
 pytestmark = pytest.mark.filterwarnings("ignore:_NoneStep.value:DeprecationWarning")
@@ -83,7 +83,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, smoke_cfg: DictConfig) -> 
     """A project whose data/ was built from corpus_rows() by the real stages, params.yaml their config."""
     root = tmp_path_factory.mktemp("built")
     # One worker and every rejected file kept: data/filter_rejects is the filter's own per-file verdict.
-    cfg = with_overrides(smoke_cfg, executor={"workers": 1}, filter={"keep_rejects": 100})
+    cfg = code_only(with_overrides(smoke_cfg, executor={"workers": 1}, filter={"keep_rejects": 100}))
     (root / "params.yaml").write_text(render(cfg), encoding="utf-8")
     rows = corpus_rows()
     write_table(root / layout.RAW, [rows[:6], rows[6:]])

@@ -17,7 +17,13 @@ from starbuild.core.stage import StageContext, StageError
 from starbuild.format.repo_docs import split_key
 from starbuild.format.stage import run_format
 from starbuild.special_tokens import END_OF_TEXT, FILE_SEP, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, REPO_NAME
-from tests.factories import file_bytes, raw_row, raw_table, with_overrides, write_table
+from tests.factories import code_only, file_bytes, raw_row, raw_table, with_overrides, write_table
+
+
+@pytest.fixture(scope="module")
+def smoke_cfg(smoke_cfg):
+    """These tests are about code documents: the mixture is code alone (tests/test_mixture.py: the sources)."""
+    return code_only(smoke_cfg)
 
 
 def clean_row(repo: str, path: str, content: str) -> dict:
@@ -118,6 +124,8 @@ def test_one_document_per_repo_and_split_by_repo_and_bytes(tmp_path, make_contex
     train_bytes, val_bytes = (sum(d["length_bytes"] for d in docs[split]) for split in ("train", "val"))
     sizes = {name: sum(len(text.encode()) for _, text in files) for name, files in repos.items()}
     fim = metrics.pop("fim_files"), metrics.pop("fim_docs")
+    assert metrics.pop("sources") == {"code": {"epochs": 1.0, "train_docs": 40 - len(held), "val_docs": len(held),
+                                               "train_bytes": train_bytes, "val_bytes": val_bytes}}
     assert metrics == {
         "repos": 40,
         "train_repos": 40 - len(held),

@@ -38,10 +38,11 @@ def test_every_notebook_in_each_format_it_has_and_every_failure_counted(
         [notebook("summary_statistics_r.ipynb"), notebook("interrupted_save.ipynb")],
     ])
     run_notebooks(ctx)
-    formats = {(r["path"], r["format"]) for r in rows_of(ctx)}
-    assert formats == {("notebooks/word_frequencies.ipynb", "jupyter_script"),
-                       ("notebooks/word_frequencies.ipynb", "jupyter_structured"),
-                       ("notebooks/summary_statistics_r.ipynb", "jupyter_script")}
+    formats = {(r["path"], r["format"], r["language"]) for r in rows_of(ctx)}
+    # The script's language is go-enry's name for jupytext's extension of the kernel's language.
+    assert formats == {("notebooks/word_frequencies.ipynb", "jupyter_script", "Python"),
+                       ("notebooks/word_frequencies.ipynb", "jupyter_structured", "Python"),
+                       ("notebooks/summary_statistics_r.ipynb", "jupyter_script", "R")}
     texts = {(r["path"], r["format"]): r["text"] for r in rows_of(ctx)}
     assert texts[("notebooks/word_frequencies.ipynb", "jupyter_structured")].startswith(JUPYTER_START)
     assert texts[("notebooks/summary_statistics_r.ipynb", "jupyter_script")].startswith(JUPYTER_SCRIPT)

@@ -23,7 +23,7 @@ from starbuild.swh.stage import run_pull
 from starbuild.tokenizer import bpe, pack
 from starbuild.tokenizer.stage import run_tokenizer
 from starbuild.tokenizer.tokenize_stage import run_tokenize
-from tests.factories import stage_context, with_overrides
+from tests.factories import code_only, stage_context, with_overrides
 
 DATA_STAGES = (run_pull, run_filter, run_dedup, run_clean, run_format, run_tokenizer, run_tokenize)
 # The user `bob` opted out entirely, `carol` for one repository.
@@ -74,7 +74,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     smoke = compose(["experiment=smoke"], conf_dir=REPO_ROOT / "conf")
     (root / "opt_out.txt").write_text(OPT_OUT)
     origins = [*OmegaConf.to_container(smoke.source.origins), *planted_origins(root / "origins")]
-    cfg = with_overrides(smoke, source={"origins": origins, "opt_out": str(root / "opt_out.txt")})
+    cfg = code_only(with_overrides(smoke, source={"origins": origins, "opt_out": str(root / "opt_out.txt")}))
     for stage in DATA_STAGES:
         stage(stage_context(stage.__name__.removeprefix("run_"), cfg, root))
     return root

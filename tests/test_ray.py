@@ -18,7 +18,7 @@ from starbuild.format.stage import run_format
 from starbuild.swh.stage import run_pull
 from starbuild.tokenizer.stage import run_tokenizer
 from starbuild.tokenizer.tokenize_stage import run_tokenize
-from tests.factories import file_bytes, stage_context
+from tests.factories import code_only, file_bytes, stage_context
 
 ray = pytest.importorskip("ray", reason="executor=ray needs the `ray` extra (pip install 'starbuild[ray]')")
 
@@ -45,7 +45,7 @@ def build(root: Path, executor: list[str]) -> dict[str, bytes]:
     from tests.conftest import REPO_ROOT
 
     # One document per docs shard, so tokenize too has several tasks whose order matters.
-    cfg = compose(["experiment=smoke", "format.docs_per_shard=1", *executor], conf_dir=REPO_ROOT / "conf")
+    cfg = code_only(compose(["experiment=smoke", "format.docs_per_shard=1", *executor], conf_dir=REPO_ROOT / "conf"))
     for stage in STAGES:
         stage(stage_context(stage.__name__.removeprefix("run_"), cfg, root))
     return file_bytes(root, *OUTS)

@@ -72,6 +72,7 @@ NOTEBOOKS = pa.schema(
         ("path", pa.string()),
         ("license_type", pa.string()),
         ("format", pa.string()),  # jupyter_script | jupyter_structured
+        ("language", pa.string()),  # go-enry's name for the script's language (structured: Python)
         ("text", pa.large_string()),
     ]
 )
@@ -87,14 +88,36 @@ ISSUES = pa.schema(
     ]
 )
 
-# Repository-level training documents.
+# GitHub pull requests rendered as StarCoder2's training text: one row per kept PR (issues stage).
+PULL_REQUESTS = pa.schema(
+    [
+        ("repo_name", pa.string()),
+        ("number", pa.int64()),
+        ("events", pa.int64()),  # events rendered (a skipped event or an undiffed head commit is not one)
+        ("base_files", pa.int64()),  # base files shown after the YAML/JSON subsample
+        ("text", pa.large_string()),
+    ]
+)
+
+# The `language` of a training document from a source that has none (issues, pull requests): parentheses
+# keep it apart from every go-enry name.
+NO_LANGUAGE = "(none)"
+
+# The training stream: repository documents of code and the other sources' documents (format stage), each
+# ending in <|endoftext|>; a source's epochs repeat its train documents (conf/mixture/).
 DOCS = pa.schema(
     [
         ("repo_name", pa.string()),
         ("split", pa.string()),  # train | val
-        ("n_files", pa.int64()),
+        ("n_files", pa.int64()),  # files in a code document; 1 for a document of another source
         ("length_bytes", pa.int64()),
         ("text", pa.large_string()),
+        ("source", pa.string()),  # the mixture source (conf/mixture/ `sources`) it comes from
+        # The pass that wrote it: 0 for a document's first appearance, e for its copy in epoch e (train only).
+        ("epoch", pa.int64()),
+        # The language of a one-language source's document (NO_LANGUAGE when it has none); null for a code
+        # document, whose files' languages are in data/clean.
+        ("language", pa.string()),
     ]
 )
 

@@ -1,4 +1,9 @@
-"""The training mixture's per-language byte caps (StarCoder2 §4), applied before the repository documents are built.
+"""The training mixture (StarCoder2 §4): which sources the training stream holds, how often, and per-language caps.
+
+`mixture.sources` names each source: a table directory, optionally a row filter, and its `epochs`. The
+source whose table is data/clean is code, rendered as repository documents; every other source is a table
+with `repo_name` and `text` whose rows become one document each (epochs.py, code_source.py,
+text_sources.py).
 
 StarCoder2 cut its largest languages before building repository documents (Java and JavaScript to 200 GB,
 HTML to 100 GB, JSON, XML and YAML to 8 GB; conf/mixture/). Here a capped language keeps its files in a
@@ -8,14 +13,65 @@ lands within one file of it, is the same on every machine and for any sharding, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import duckdb
 import pyarrow as pa
+from omegaconf import MISSING
 
+from starbuild.core import layout
+from starbuild.core.schemas import NO_LANGUAGE
 from starbuild.core.shards import read_shard
+
+# The table of code files: the source that names it is rendered as repository documents.
+CODE_TABLE = layout.CLEAN.as_posix()
+
+
+@dataclass
+class MixtureSource:
+    """One source of the training stream (`mixture.sources.<name>`; not frozen: Hydra merges into it)."""
+
+    # The table directory its documents come from (data/clean: code, as repository documents).
+    table: str = MISSING
+    # How often its train documents appear: floor(epochs) times each, plus once more for a seeded MD5-ranked
+    # subset of round(fraction * documents); 0 leaves the source out (train and val).
+    epochs: float = 1.0
+    # Rows kept: column -> value, all equal (e.g. {format: jupyter_script}); empty keeps every row.
+    where: dict[str, Any] = field(default_factory=dict)
+    # The columns that name one document (its rank for the fractional epoch); not for code.
+    key: list[str] = field(default_factory=list)
+    # The language of its documents in metrics/mixture.json (schemas.NO_LANGUAGE: none); not for code.
+    language: str = NO_LANGUAGE
+    # A column naming each document's language, where the table has one; null values fall back to `language`.
+    language_column: str | None = None
+
+    @property
+    def is_code(self) -> bool:
+        """Whether this is the code source (repository documents of data/clean)."""
+        return PurePosixPath(self.table) == PurePosixPath(CODE_TABLE)
+
+
+def _check_source(name: str, source: MixtureSource) -> None:
+    """Fail with one line naming `sources.<name>` and the fix when a source is malformed."""
+    epochs = source.epochs
+    if isinstance(epochs, bool) or not isinstance(epochs, int | float) or not 0 <= epochs < math.inf:
+        raise ValueError(f"sources.{name}.epochs must be a number >= 0 (0 leaves the source out), got {epochs!r}")
+    table = PurePosixPath(source.table)
+    if not source.table or table.is_absolute() or ".." in table.parts or table.parts[0] != "data":
+        raise ValueError(f"sources.{name}.table must be a table directory under data/ (e.g. data/issues), "
+                         f"got {source.table!r}")
+    if source.is_code:
+        if source.where or source.key or source.language_column:
+            raise ValueError(f"sources.{name}: the code source ({CODE_TABLE}) takes only `epochs`; "
+                             "remove its where/key/language_column")
+        return
+    if not source.key or not all(isinstance(column, str) and column for column in source.key):
+        raise ValueError(f"sources.{name}.key must list the columns that name one document, "
+                         f"e.g. [repo_name, number], got {source.key!r}")
 
 
 @dataclass
@@ -24,11 +80,29 @@ class MixtureConfig:
 
     # Bytes (the files' `length_bytes`) kept at most per go-enry language; a language not listed is not capped.
     language_caps: dict[str, int] = field(default_factory=dict)
+    # The sources of the training stream by name; documents are written in name order.
+    sources: dict[str, MixtureSource] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for language, cap in self.language_caps.items():
             if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
                 raise ValueError(f"language_caps.{language} must be a whole number of bytes >= 0, got {cap!r}")
+        for name, source in self.sources.items():
+            _check_source(name, source)
+        code = [name for name, source in self.sources.items() if source.is_code]
+        if len(code) > 1:
+            raise ValueError(f"sources: {' and '.join(code)} both name {CODE_TABLE}; keep one")
+        if not any(source.epochs > 0 for source in self.sources.values()):
+            raise ValueError("sources: no source has epochs > 0, so the training stream would be empty; "
+                             "give one (e.g. the code source) epochs: 1")
+
+    def ordered(self) -> list[tuple[str, MixtureSource]]:
+        """The sources in the training stream (epochs > 0), in name order (the order documents are written)."""
+        return [(name, self.sources[name]) for name in sorted(self.sources) if self.sources[name].epochs > 0]
+
+    def code(self) -> tuple[str, MixtureSource] | None:
+        """The code source by name, if the mixture declares one (whatever its epochs)."""
+        return next(((name, source) for name, source in sorted(self.sources.items()) if source.is_code), None)
 
 
 @dataclass(frozen=True)
@@ -70,19 +144,26 @@ def language_cuts(shards: Sequence[Path], caps: Mapping[str, int], seed: int) ->
             for language, files, size, kept, kept_size, last in rows}
 
 
+def read_marking_caps(shard: Path, columns: Sequence[str], cuts: Mapping[str, LanguageCut], seed: int) -> pa.Table:
+    """`columns` of every row of the shard in table order, plus `within_caps`: whether the cuts keep the row."""
+    con = duckdb.connect()
+    # Ranks are 128-bit: they travel as text and are cast back inside DuckDB.
+    con.register("cuts", pa.table({"language": pa.array(list(cuts), pa.string()), "last_rank": pa.array(
+        [None if cut.last_rank is None else str(cut.last_rank) for cut in cuts.values()], pa.string())}))
+    selected = ", ".join(f't."{c}"' for c in columns)
+    return con.execute(f"""
+        SELECT {selected},
+               coalesce(cuts.language IS NULL
+                        OR (cuts.last_rank IS NOT NULL AND {_RANK} <= CAST(cuts.last_rank AS UHUGEINT)), false)
+               AS within_caps
+        FROM read_parquet($path, file_row_number = true) AS t LEFT JOIN cuts USING (language)
+        ORDER BY t.file_row_number
+        """, {"seed": seed, "path": str(shard)}).to_arrow_table()
+
+
 def read_within_caps(shard: Path, columns: Sequence[str], cuts: Mapping[str, LanguageCut], seed: int) -> pa.Table:
     """`columns` of the shard's rows that the cuts keep, in table order (all rows when nothing is capped)."""
     if not cuts:
         return read_shard(shard, columns=list(columns))
-    con = duckdb.connect()
-    # Ranks are 128-bit: they travel as text and are cast back inside DuckDB.
-    con.register("cuts", pa.table({"language": list(cuts), "last_rank": pa.array(
-        [None if cut.last_rank is None else str(cut.last_rank) for cut in cuts.values()], pa.string())}))
-    selected = ", ".join(f't."{c}"' for c in columns)
-    return con.execute(f"""
-        SELECT {selected} FROM read_parquet($path, file_row_number = true) AS t LEFT JOIN cuts USING (language)
-        WHERE cuts.language IS NULL
-           OR (cuts.last_rank IS NOT NULL AND {_RANK}
-               <= CAST(cuts.last_rank AS UHUGEINT))
-        ORDER BY t.file_row_number
-        """, {"seed": seed, "path": str(shard)}).to_arrow_table()
+    marked = read_marking_caps(shard, columns, cuts, seed)
+    return marked.filter(marked.column("within_caps")).drop_columns(["within_caps"])

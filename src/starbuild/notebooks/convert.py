@@ -30,6 +30,7 @@ import warnings
 from collections.abc import Iterable
 from typing import Any
 
+import enry
 import jupytext
 import nbformat
 from jupytext.languages import _SCRIPT_EXTENSIONS, same_language
@@ -123,6 +124,12 @@ def jupyter_script(nb: nbformat.NotebookNode) -> str:
         warnings.simplefilter("ignore")
         script = jupytext.writes(nb, fmt=fmt)
     return JUPYTER_SCRIPT + script
+
+
+def script_language(nb: nbformat.NotebookNode) -> str | None:
+    """go-enry's name for the language of the notebook's script (Python, R, Julia, …), None when it has none."""
+    extension = _script_extension(notebook_language(nb))
+    return enry.get_language_by_extension(f"notebook{extension}").language or None if extension else None
 
 
 def jupyter_structured(nb: nbformat.NotebookNode) -> str:

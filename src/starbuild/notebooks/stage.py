@@ -21,7 +21,14 @@ from starbuild.core import layout, schemas
 from starbuild.core.stage import StageContext, StageError
 from starbuild.executors import make_executor
 from starbuild.filters.query import RuleSet, rules_from_config
-from starbuild.notebooks.convert import REASONS, NotebookError, jupyter_script, jupyter_structured, read_notebook
+from starbuild.notebooks.convert import (
+    REASONS,
+    NotebookError,
+    jupyter_script,
+    jupyter_structured,
+    read_notebook,
+    script_language,
+)
 from starbuild.shards.pipeline import sum_counts, transform_shards
 from starbuild.work_cache import WorkCache
 
@@ -60,7 +67,8 @@ def convert_table(table: pa.Table, license_rule: RuleSet) -> tuple[pa.Table, dic
             continue
         for name, convert in FORMATS.items():
             try:
-                rows.append({**row, "format": name, "text": convert(notebook)})
+                language = script_language(notebook) if name == "jupyter_script" else "Python"
+                rows.append({**row, "format": name, "language": language, "text": convert(notebook)})
             except NotebookError as err:
                 counts[name]["failed"][err.reason] += 1
             else:
