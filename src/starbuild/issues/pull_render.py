@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from difflib import SequenceMatcher
 
 from starbuild.issues.pull_events import PullConversation, PullEvent
-from starbuild.issues.render import anonymiser, strip_email_reply
+from starbuild.issues.render import anonymiser, strip_email_reply, truncate_text
 from starbuild.special_tokens import (
     PR_BASE,
     PR_BASE_CODE,
@@ -66,6 +66,7 @@ from starbuild.special_tokens import (
 
 REASONS = ("not_approved_or_merged", "base_changed", "no_open_event", "no_diff", "no_initial_diff", "subsampled",
            "bad_open_event", "no_base_files", "too_long", "too_short")
+# The PR renderer's truncation line (the issue filters' is `[Truncated]`).
 TRUNCATED = "[TRUNCATED]"
 OMITTED = "[OMITTED]"
 HUNK_HEADER = re.compile(r"@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@")
@@ -182,14 +183,6 @@ def keep_probability(prs_in_repo: int) -> float:
     return 0.8007 - 0.0007 * prs_in_repo if prs_in_repo <= 1000 else 100 / prs_in_repo
 
 
-def truncate_lines(text: str, max_lines: int, tail_lines: int) -> str:
-    """A text over max_lines lines as its first max_lines - tail_lines and last tail_lines around `[TRUNCATED]`."""
-    lines = text.split("\n")
-    if len(lines) <= max_lines:
-        return text
-    return "\n".join(lines[: max_lines - tail_lines]) + f"\n{TRUNCATED}\n" + "\n".join(lines[-tail_lines:])
-
-
 def remove_markdown_comments(text: str) -> str:
     """The text without `<!-- … -->` comments; text after a stray `-->` is kept only past its last `-->`."""
     pieces = text.split("<!--")
@@ -198,7 +191,7 @@ def remove_markdown_comments(text: str) -> str:
 
 def render_title(title: str | None, cfg: PullRenderConfig) -> str:
     """`Title: {title}\\n`; SkipEvent when it is too short or names a dependency update or a release."""
-    text = truncate_lines(title or "", cfg.max_text_lines, cfg.tail_lines)
+    text = truncate_text(title or "", max_lines=cfg.max_text_lines, tail_lines=cfg.tail_lines, marker=TRUNCATED)
     if len(text) < cfg.min_title_chars or any(key in (title or "").lower() for key in cfg.title_keywords):
         raise SkipEvent
     return f"Title: {text[: cfg.max_title_chars]}\n"
@@ -211,7 +204,8 @@ def render_text(user: str, text: str | None, cfg: PullRenderConfig, *, exempt_mi
         raise SkipEvent
     if "codecov" in text.lower():
         return f"{user}: {OMITTED}CodeCov"
-    text = truncate_lines(remove_markdown_comments(text), cfg.max_text_lines, cfg.tail_lines)
+    text = truncate_text(remove_markdown_comments(text), max_lines=cfg.max_text_lines, tail_lines=cfg.tail_lines,
+                         marker=TRUNCATED)
     if len(text) < cfg.min_text_chars and not exempt_min:
         raise SkipEvent
     text = text[: cfg.max_text_chars]

@@ -45,6 +45,8 @@ from starbuild.issues.events import Conversation, Event
 from starbuild.special_tokens import ISSUE_CLOSED, ISSUE_COMMENT, ISSUE_START
 
 REASONS = ("no_comments", "too_short", "single_user")
+# The line a truncated text holds in place of its middle, as BigCode's issue code writes it.
+TRUNCATED = "[Truncated]"
 
 # BigCode's bot rules (bigcode-dataset preprocessing/utils/utils_issues.py).
 BOT_KEYWORDS = ("[bot]", "botmanager", "bors-", "jenkins", "k8s-", "-test-", "travis")
@@ -109,12 +111,12 @@ def strip_email_reply(text: str) -> str:
     return "\n".join(kept).strip()
 
 
-def truncate_text(text: str, *, max_lines: int = 80, tail_lines: int = 20) -> str:
-    """A text over max_lines lines as its first max_lines - tail_lines and last tail_lines lines."""
+def truncate_text(text: str, *, max_lines: int = 80, tail_lines: int = 20, marker: str = TRUNCATED) -> str:
+    """A text over max_lines lines as its first max_lines - tail_lines and last tail_lines lines around `marker`."""
     lines = text.split("\n")
     if len(lines) <= max_lines:
         return text
-    return "\n".join(lines[: max_lines - tail_lines]) + "\n[Truncated]\n" + "\n".join(lines[-tail_lines:])
+    return "\n".join(lines[: max_lines - tail_lines]) + f"\n{marker}\n" + "\n".join(lines[-tail_lines:])
 
 
 def is_bot(

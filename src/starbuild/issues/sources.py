@@ -17,7 +17,6 @@ timeouts, dropped connections, S3 errors) are retried with exponential backoff, 
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import itertools
 import logging
@@ -35,6 +34,7 @@ import requests
 from tqdm import tqdm
 
 from starbuild.core.stage import StageError
+from starbuild.swh.retry_after import retry_after_s
 from starbuild.swh.storage import S3Options, open_location
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ def _copy_http(url: str, partial: Path, fetching: Fetching) -> None:
         if status == 404:
             raise StageError(f"issues.events: {url} does not exist (HTTP 404); {FIX}")
         if status == 429 or status >= 500:
-            raise _Retry(f"HTTP {status}", _retry_after_s(response))
+            raise _Retry(f"HTTP {status}", retry_after_s(response, MAX_RETRY_AFTER_S))
         if status != 200:
             raise StageError(f"issues.events: {url} answered HTTP {status}; {FIX}")
         _write(partial, response.iter_content(CHUNK_BYTES))
@@ -245,19 +245,6 @@ def _write(path: Path, chunks: Iterator[bytes]) -> None:
     with path.open("wb") as handle:
         for chunk in chunks:
             handle.write(chunk)
-
-
-def _retry_after_s(response: requests.Response) -> float | None:
-    """The wait `Retry-After` asks for (seconds or an HTTP date), capped; None when absent or unreadable."""
-    value = response.headers.get("Retry-After", "").strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def _backoff_s(attempt: int) -> float:

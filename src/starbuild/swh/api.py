@@ -9,7 +9,6 @@ from $SWH_AUTH_TOKEN), so this suits small origins and spot checks, not bulk pul
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
 import sys
@@ -29,6 +28,7 @@ from starbuild.swh.content_store import CORRUPT, FAILED, MISSING, ContentCache, 
 from starbuild.swh.hashing import sha1_git, sha1_hex
 from starbuild.swh.origins import Checkout, OriginFile
 from starbuild.swh.records import origin_rows
+from starbuild.swh.retry_after import retry_after_s
 from starbuild.swh.source import OriginRef, OriginSummary, SourceConfig, repo_name, write_origin
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class ApiClient:
                 if not _retryable(response.status_code):
                     raise ApiError(url, f"HTTP {response.status_code}")
                 failure = f"HTTP {response.status_code}"
-                delay = _retry_after_s(response) if response.status_code in (429, 503) else None
+                delay = retry_after_s(response, MAX_WAIT_S) if response.status_code in (429, 503) else None
                 delay = self._backoff_s(attempt) if delay is None else delay
             if attempt + 1 < self.retries:
                 log.info("%s: %s, retry %d/%d in %.1f s", url, failure, attempt + 1, self.retries - 1, delay)
@@ -184,21 +184,6 @@ class ApiClient:
 
 def _retryable(status: int) -> bool:
     return status == 429 or status >= 500
-
-
-def _retry_after_s(response: requests.Response) -> float | None:
-    """The wait `Retry-After` asks for (seconds or an HTTP date), capped; None when absent or unreadable."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return min(max(seconds, 0.0), MAX_WAIT_S)
 
 
 def parse_date(value: Any) -> datetime | None:
