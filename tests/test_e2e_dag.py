@@ -138,6 +138,23 @@ def test_report_page_renders_in_chromium_with_the_metrics_numbers(built: Path, t
         assert float(cell["data-value"]) == evaluation[cell["data-metric"]]
     assert {lang: v for (_, lang), v in marks(figures["bits_per_byte"]).items()} == \
         {k.split("/")[1]: v for k, v in evaluation.items() if k.count("/") == 2 and k.endswith("/bits_per_byte")}
+    mixture, issues = metrics["mixture"]["sources"], metrics["issues"]
+    assert {source: v for (_, source), v in marks(figures["mixture"]).items()} == \
+        {source: entry["train_tokens"] for source, entry in mixture.items()}
+    assert {reason: v for (_, reason), v in marks(figures["source_drops"]).items()} == {
+        f"{source}: {reason}": n for source, dropped in (("issues", issues["dropped"]),
+                                                         ("pull requests", issues["pull_requests"]["dropped"]))
+        for reason, n in dropped.items() if n}
+    notebooks = metrics["notebooks"]
+    read_kept = {"source:Jupyter scripts": [notebooks["notebooks"], notebooks["jupyter_script"]["converted"]],
+                 "source:Jupyter structured": [notebooks["notebooks"], notebooks["jupyter_structured"]["converted"]],
+                 "source:GitHub issues": [issues["conversations"], issues["issues"]],
+                 "source:pull requests": [issues["pull_requests"]["conversations"],
+                                          issues["pull_requests"]["pull_requests"]]}
+    cells: dict[str, list[float]] = {}
+    for cell in dom.select("#sources td[data-metric]"):
+        cells.setdefault(cell["data-metric"], []).append(float(cell["data-value"]))
+    assert cells == read_kept
     lineage = dom.find("section", id="lineage").get_text()
     report_outs = ("reports/", "plots/report_")  # locked after the page was written
     upstream = {path: md5 for path, md5 in lock_md5s(built).items() if not path.startswith(report_outs)}

@@ -65,6 +65,12 @@ FULL_METRICS = {
               "languages": {"Python": {"files": 4, "bytes": 500}, "C": {"files": 1, "bytes": 100}},
               "license_types": {"permissive": {"files": 4, "bytes": 450}, "no_license": {"files": 1, "bytes": 150}}},
     "eval": {"humaneval/pass@1": 0.25, "val/loss": 2.5, "val/Python/bits_per_byte": 1.5, "val/C/bits_per_byte": 2.0},
+    "notebooks": {"notebooks": 3, "jupyter_script": {"converted": 2}, "jupyter_structured": {"converted": 1}},
+    "issues": {"conversations": 4, "issues": 2, "dropped": {"too_short": 2, "single_user": 0},
+               "pull_requests": {"conversations": 5, "pull_requests": 1,
+                                 "dropped": {"subsampled": 3, "too_long": 1, "no_diff": 0}}},
+    "mixture": {"sources": {"code": {"epochs": 1.0, "train_docs": 9, "train_tokens": 900, "share": 0.9},
+                            "issues": {"epochs": 2.5, "train_docs": 4, "train_tokens": 100, "share": 0.1}}},
 }
 
 
@@ -92,6 +98,10 @@ def test_page_has_every_section_and_draws_the_metrics_numbers() -> None:
     assert _marks(dom, "dedup_clusters") == {("exact_blob", "2 files"): 1, ("near_dup", "2 files"): 0}
     assert _marks(dom, "bits_per_byte") == {("value", "C"): 2.0, ("value", "Python"): 1.5}
     assert dom.select_one('td[data-metric="humaneval/pass@1"]')["data-value"] == "0.25"
+    assert [c["data-value"] for c in dom.select('td[data-metric="source:pull requests"]')] == ["5", "1"]
+    assert _marks(dom, "source_drops") == {("value", "issues: too_short"): 2, ("value", "pull requests: subsampled"): 3,
+                                           ("value", "pull requests: too_long"): 1}
+    assert _marks(dom, "mixture") == {("value", "code"): 900, ("value", "issues"): 100}
     assert "optim.lr" in dom.find("section", id="lineage").get_text() and "f" * 32 in str(dom)
     # A stage that has not run yet leaves its sections saying how to make them, not a traceback.
     sparse = BeautifulSoup(render_page(PageInputs(metrics={"pull": FULL_METRICS["pull"]})), "html.parser")
@@ -113,6 +123,8 @@ def test_card_lists_filters_with_thresholds_and_is_made_of_metrics_and_params_on
     assert "| encoded_data | EncodedData (off) | patterns=a\\|b | 0 | 0 |" in card
     assert "`swh:1:dir:" + "1" * 40 + "`" in card and "`threshold=0.7`" in card
     assert "| Python | 6 | 4 | 500 |" in card and "| email | 2 |" in card and "| humaneval | 1 |" in card
+    assert "| Jupyter scripts | 3 | 2 |" in card and "| pull requests | 5 | 1 |" in card
+    assert "| pull requests: subsampled | 3 |" in card and "| issues | 2.5 | 4 | 100 | 10.00% |" in card
 
 
 def test_plot_tables_hold_the_numbers_the_page_draws() -> None:

@@ -1,7 +1,8 @@
 """`reports/dataset_card.md`: the built dataset described as The Stack v2's card describes it.
 
 Sources with their SWHIDs, the license and language mix, every filter with its thresholds and what it
-removed, the dedup parameters, PII and decontamination counts, and how to rebuild it. Only metrics and
+removed, the dedup parameters, PII and decontamination counts, the notebooks, issues and pull requests,
+the training mixture, and how to rebuild it. Only metrics and
 params go in (no commit, no machine), so the card is a DVC out that rebuilds byte for byte.
 """
 
@@ -11,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starbuild.report.charts import number
+from starbuild.report.sources import drop_rows, mixture_rows, source_rows
 
 # Thresholds are shown up to this many characters (pattern lists and phrase lists can be long).
 _MAX_VALUE_CHARS = 120
@@ -40,6 +42,8 @@ def render_card(metrics: Mapping[str, Mapping[str, Any]], params: Mapping[str, A
              "## Filters", "", *_filters(params.get("filter", {}).get("rules", {}), filt), "",
              "## Deduplication", "", *_dedup(params.get("dedup", {}), dedup), "",
              "## Personal information and decontamination", "", *_cleaning(clean), "",
+             "## Beyond files", "", *_beyond_files(metrics), "",
+             "## Training mixture", "", *_mixture(metrics), "",
              "## Rebuilding", "",
              "On a checkout of the commit that holds this card's `dvc.lock`: `make repro` (it creates the "
              "environment, composes params.yaml and runs `dvc repro`); every artifact comes out with the md5 in "
@@ -101,6 +105,20 @@ def _cleaning(clean: Mapping[str, Any]) -> list[str]:
     rows += ["", "| benchmark | files removed |", "| --- | ---: |"]
     rows += [f"| {k} | {number(v)} |" for k, v in sorted(clean.get("decontaminated", {}).items())]
     return rows
+
+
+def _beyond_files(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    rows = ["Jupyter notebooks from the pulled files, GitHub issues and pull requests from GHArchive events, "
+            "rendered in StarCoder2's formats.", "", "| source | read | documents kept |", "| --- | ---: | ---: |"]
+    rows += [f"| {name} | {number(read)} | {number(kept)} |" for name, read, kept in source_rows(metrics)]
+    rows += ["", "| dropped | items |", "| --- | ---: |"]
+    return rows + [f"| {reason} | {number(n)} |" for reason, n in drop_rows(metrics)]
+
+
+def _mixture(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    rows = ["| source | epochs | train documents | train tokens | share |", "| --- | ---: | ---: | ---: | ---: |"]
+    return rows + [f"| {name} | {epochs:g} | {number(docs)} | {number(tokens)} | {share:.2%} |"
+                   for name, epochs, docs, tokens, share in mixture_rows(metrics)]
 
 
 def _short(value: Any) -> str:

@@ -1,7 +1,8 @@
 """`reports/index.html`: one self-contained page of what the build made, from the stages' metrics and curves.
 
 Sections, in the order a reader asks: what went in and what is left, what each filter rule removed,
-languages and licenses before and after, duplicates, PII and decontamination, training, throughput,
+languages and licenses before and after, duplicates, PII and decontamination, the sources beyond files
+(notebooks, issues, pull requests) and the training mixture, training, throughput,
 the model's scores, and the lineage that rebuilds it. Every figure is inline SVG (charts.py) and every
 number comes from metrics/, plots/ or logs/ as written by the stages; nothing is fetched to view it.
 """
@@ -14,6 +15,7 @@ from html import escape
 from typing import Any
 
 from starbuild.report.charts import bars, empty_figure, lines, number
+from starbuild.report.sources import drop_rows, mixture_rows, source_rows
 
 # Bars beyond this many languages go unlisted (The Stack v2 has 600+); the caption says how many there are.
 TOP_LANGUAGES = 25
@@ -26,6 +28,7 @@ SECTIONS = (
     ("dedup", "Duplicates"),
     ("pii", "PII redaction"),
     ("decontamination", "Decontamination"),
+    ("sources", "Beyond files and the mixture"),
     ("training", "Training"),
     ("throughput", "Throughput"),
     ("evaluation", "Evaluation"),
@@ -76,6 +79,7 @@ def render_page(inputs: PageInputs) -> str:
         "pii": _counts_figure("pii", "redactions per PII type", m.get("clean", {}).get("pii")),
         "decontamination": _counts_figure("decontamination", "files removed per benchmark",
                                           m.get("clean", {}).get("decontaminated")),
+        "sources": _sources(m),
         "training": _training(inputs.curves),
         "throughput": _throughput(inputs.curves),
         "evaluation": _evaluation(m.get("eval", {})),
@@ -183,6 +187,23 @@ def _counts_figure(name: str, caption: str, counts: Mapping[str, int] | None) ->
     if counts is None:
         return empty_figure("metrics/clean.json is missing: run `dvc repro clean`")
     return _figure(name, caption, bars(sorted(counts.items())))
+
+
+def _sources(m: Mapping[str, Mapping[str, Any]]) -> str:
+    rows = source_rows(m)
+    if not rows:
+        return empty_figure("metrics/notebooks.json and metrics/issues.json are missing: run `dvc repro issues`")
+    table = _table(rows, ("source", "read", "documents kept"), [f"source:{name}" for name, _, _ in rows])
+    drops = drop_rows(m)
+    dropped = _figure("source_drops", "issues and pull requests dropped, per reason",
+                      bars(drops) if drops else empty_figure("nothing was dropped"))
+    mixture = mixture_rows(m)
+    if not mixture:
+        return table + dropped + empty_figure("metrics/mixture.json is missing: run `dvc repro mixture`")
+    shares = _table([(name, epochs, docs, tokens, f"{share:.2%}") for name, epochs, docs, tokens, share in mixture],
+                    ("mixture source", "epochs", "train documents", "train tokens", "share"))
+    return (table + dropped + shares
+            + _figure("mixture", "train tokens per mixture source", bars([(n, t) for n, _, _, t, _ in mixture])))
 
 
 def _training(curves: Mapping[str, Sequence[tuple[float, float]]]) -> str:
