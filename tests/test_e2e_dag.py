@@ -93,6 +93,7 @@ def test_report_page_renders_in_chromium_with_the_metrics_numbers(built: Path, t
     from bs4 import BeautifulSoup
 
     from starbuild.report.page import SECTIONS
+    from starbuild.report.sources import CLEANED_SOURCES, CLEANING_REMOVALS
 
     page = (built / "reports/index.html").as_uri()
     shot = tmp_path / "report.png"
@@ -141,9 +142,12 @@ def test_report_page_renders_in_chromium_with_the_metrics_numbers(built: Path, t
     mixture, issues = metrics["mixture"]["sources"], metrics["issues"]
     assert {source: v for (_, source), v in marks(figures["mixture"]).items()} == \
         {source: entry["train_tokens"] for source, entry in mixture.items()}
+    cleaned = metrics["clean_sources"]["sources"]
     assert {reason: v for (_, reason), v in marks(figures["source_drops"]).items()} == {
-        f"{source}: {reason}": n for source, dropped in (("issues", issues["dropped"]),
-                                                         ("pull requests", issues["pull_requests"]["dropped"]))
+        f"{source}: {reason}": n for source, dropped in (
+            ("issues", issues["dropped"]), ("pull requests", issues["pull_requests"]["dropped"]),
+            *((label, {reason: cleaned[name][key] for reason, key in CLEANING_REMOVALS.items()})
+              for name, label in CLEANED_SOURCES.items()))
         for reason, n in dropped.items() if n}
     notebooks = metrics["notebooks"]
     read_kept = {"source:Jupyter scripts": [notebooks["notebooks"], notebooks["jupyter_script"]["converted"]],

@@ -50,9 +50,12 @@ def write_corpus(root: Path, per_shard: int) -> dict[str, list[dict]]:
     issues.append({"repo_name": "solo00/x", "number": 9, "users": 1, "events": 1, "text": ""})
     pulls = [{"repo_name": repo, "number": 100 + n, "events": 3, "base_files": 1,
               "text": f"{PR_EVENT}Title: fix {n} in {repo}\nusername_0: a fix"} for repo in repos for n in (1, 2, 3)]
-    tables = {layout.CLEAN: (code, schemas.CLEAN), layout.NOTEBOOKS: (notebooks, schemas.NOTEBOOKS),
-              layout.ISSUES: (issues, schemas.ISSUES), layout.PULL_REQUESTS: (pulls, schemas.PULL_REQUESTS)}
+    # The other sources as the clean_sources stage writes them (the mixture reads those).
+    tables = {layout.CLEAN: (code, schemas.CLEAN), layout.CLEAN_NOTEBOOKS: (notebooks, schemas.CLEAN_NOTEBOOKS),
+              layout.CLEAN_ISSUES: (issues, schemas.CLEAN_ISSUES),
+              layout.CLEAN_PULL_REQUESTS: (pulls, schemas.CLEAN_PULL_REQUESTS)}
     for table, (rows, schema) in tables.items():
+        rows = [{"pii_redactions": 0, **row} for row in rows]
         write_table(root / table, [rows[i:i + per_shard] for i in range(0, len(rows), per_shard)], schema)
     return {"code": code, "notebooks": notebooks, "issues": issues, "pull_requests": pulls}
 

@@ -69,6 +69,8 @@ FULL_METRICS = {
     "issues": {"conversations": 4, "issues": 2, "dropped": {"too_short": 2, "single_user": 0},
                "pull_requests": {"conversations": 5, "pull_requests": 1,
                                  "dropped": {"subsampled": 3, "too_long": 1, "no_diff": 0}}},
+    "clean_sources": {"sources": {"notebooks": {"near_dup_removed": 1, "malware_removed": 0},
+                                  "issues": {"decontaminated_removed": 2, "pii_failed": 0}}},
     "mixture": {"sources": {"code": {"epochs": 1.0, "train_docs": 9, "train_tokens": 900, "share": 0.9},
                             "issues": {"epochs": 2.5, "train_docs": 4, "train_tokens": 100, "share": 0.1}}},
 }
@@ -100,7 +102,8 @@ def test_page_has_every_section_and_draws_the_metrics_numbers() -> None:
     assert dom.select_one('td[data-metric="humaneval/pass@1"]')["data-value"] == "0.25"
     assert [c["data-value"] for c in dom.select('td[data-metric="source:pull requests"]')] == ["5", "1"]
     assert _marks(dom, "source_drops") == {("value", "issues: too_short"): 2, ("value", "pull requests: subsampled"): 3,
-                                           ("value", "pull requests: too_long"): 1}
+                                           ("value", "pull requests: too_long"): 1,
+                                           ("value", "notebooks: near_dup"): 1, ("value", "issues: decontaminated"): 2}
     assert _marks(dom, "mixture") == {("value", "code"): 900, ("value", "issues"): 100}
     assert "optim.lr" in dom.find("section", id="lineage").get_text() and "f" * 32 in str(dom)
     # A stage that has not run yet leaves its sections saying how to make them, not a traceback.

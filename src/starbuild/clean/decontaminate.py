@@ -21,7 +21,7 @@ import gzip
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,23 +251,32 @@ def matches(text: str, patterns: PatternSet) -> list[tuple[str, str]]:
     return sorted(hits)
 
 
+def hits_per_row(texts: Iterable[str | None], patterns: PatternSet) -> list[list[tuple[str, str]]]:
+    """The sorted (benchmark, task_id)s matched in each text (none for a None text), row for row."""
+    return [matches(text, patterns) if text is not None else [] for text in texts]
+
+
+def rows_per_benchmark(hits: Iterable[list[tuple[str, str]]], patterns: PatternSet) -> dict[str, int]:
+    """How many rows matched each loaded benchmark (a row matching several tasks of one counts once there)."""
+    counts = dict.fromkeys(patterns.benchmarks, 0)
+    for row in hits:
+        for benchmark in {benchmark for benchmark, _ in row}:
+            counts[benchmark] += 1
+    return counts
+
+
 def decontaminate_table(
     table: pa.Table, patterns: PatternSet
 ) -> tuple[pa.Table, list[dict[str, str]], dict[str, Any]]:
     """`table` without its contaminated rows, a removal row per (file, task) matched, and the counts."""
-    keep: list[bool] = []
+    hits = hits_per_row(table.column("content").to_pylist(), patterns)
     removals: list[dict[str, str]] = []
-    per_benchmark = dict.fromkeys(patterns.benchmarks, 0)
-    for index, text in enumerate(table.column("content").to_pylist()):
-        hits = matches(text, patterns) if text is not None else []
-        keep.append(not hits)
-        if not hits:
-            continue
-        ids = {name: table.column(name)[index].as_py() for name in ("blob_id", "repo_name", "path")}
-        removals += [{**ids, "benchmark": benchmark, "task_id": task_id} for benchmark, task_id in hits]
-        for benchmark in sorted({benchmark for benchmark, _ in hits}):
-            per_benchmark[benchmark] += 1
-    counts = {"files_decontaminated": keep.count(False), "decontaminated": per_benchmark}
+    for index, found in enumerate(hits):
+        if found:
+            ids = {name: table.column(name)[index].as_py() for name in ("blob_id", "repo_name", "path")}
+            removals += [{**ids, "benchmark": benchmark, "task_id": task_id} for benchmark, task_id in found]
+    keep = [not found for found in hits]
+    counts = {"files_decontaminated": keep.count(False), "decontaminated": rows_per_benchmark(hits, patterns)}
     return table.filter(pa.array(keep, pa.bool_())), removals, counts
 
 

@@ -201,43 +201,71 @@ def redact_text(text: str, rules: Rules, blob_id: str | None = None, path: str =
     return apply(text, spans, replacements(spans, rules, blob_id)), Counter(span.kind for span in spans)
 
 
-def redact_table(table: pa.Table, rules: Rules) -> tuple[pa.Table, dict[str, object]]:
-    """`table` with the PII in `content` replaced, files whose detection failed dropped, and the shard's counts."""
-    contents, redactions, keep = [], [], []
-    per_kind: Counter[str] = Counter()
-    with_emails = 0
-    columns = [table.column(name).to_pylist() for name in ("content", "blob_id", "path")]
-    for text, blob_id, path in zip(*columns, strict=True):
+@dataclass
+class RedactedTexts:
+    """What `redact_texts` made of a column of texts, row for row, and its totals."""
+
+    # Each text with its PII replaced (None where the input was None or detection failed).
+    texts: list[str | None]
+    # Spans replaced per row (0 for a row whose detection failed).
+    redactions: list[int]
+    # False where detection failed: the row must be dropped, its PII could not be looked for.
+    keep: list[bool]
+    per_kind: Counter[str]
+    # Rows with at least one email replaced.
+    with_emails: int
+
+
+def redact_texts(texts: Iterable[str | None], ids: Iterable[str | None], paths: Iterable[str | None],
+                 rules: Rules) -> RedactedTexts:
+    """Redact every text; `ids` seed each row's IP replacements, `paths` say which rows are config files.
+
+    The one redaction loop of every table (code files, notebooks, issues, pull requests).
+    """
+    done = RedactedTexts([], [], [], Counter(), 0)
+    for text, row_id, path in zip(texts, ids, paths, strict=True):
         if text is None:
-            contents.append(None)
-            redactions.append(0)
-            keep.append(True)
+            done.texts.append(None)
+            done.redactions.append(0)
+            done.keep.append(True)
             continue
         try:
-            redacted, found = redact_text(text, rules, blob_id, path or "")
+            redacted, found = redact_text(text, rules, row_id, path or "")
         except INPUT_ERRORS as err:
-            # One bad file is counted, never fatal (ARCHITECTURE.md); dropped, not kept unredacted: its PII
+            # One bad row is counted, never fatal (ARCHITECTURE.md); dropped, not kept unredacted: its PII
             # could not be looked for. Other exceptions are bugs, and stop the stage.
-            log.warning("PII detection failed on %s (%s: %s); file dropped", blob_id, type(err).__name__, err)
+            log.warning("PII detection failed on %s (%s: %s); row dropped", row_id, type(err).__name__, err)
             redacted, found = None, None
-        keep.append(found is not None)
-        contents.append(redacted)
-        redactions.append(sum(found.values()) if found else 0)
-        per_kind.update(found or {})
-        with_emails += bool(found and found["email"])
+        done.keep.append(found is not None)
+        done.texts.append(redacted)
+        done.redactions.append(sum(found.values()) if found else 0)
+        done.per_kind.update(found or {})
+        done.with_emails += bool(found and found["email"])
+    return done
+
+
+def per_kind(found: Counter[str]) -> dict[str, int]:
+    """Spans replaced per kind, every kind of KINDS present (0 when none)."""
+    return {kind: found[kind] for kind in KINDS}
+
+
+def redact_table(table: pa.Table, rules: Rules) -> tuple[pa.Table, dict[str, object]]:
+    """`table` with the PII in `content` replaced, files whose detection failed dropped, and the shard's counts."""
+    columns = [table.column(name).to_pylist() for name in ("content", "blob_id", "path")]
+    done = redact_texts(*columns, rules)
     # length_bytes stays the size of the original blob: it is a Stack v2 column describing the
     # SWH content (like blob_id, which also still names the unredacted bytes), not `content`.
     index = table.schema.get_field_index("content")
-    table = table.set_column(index, "content", pa.array(contents, pa.large_string()))
-    table = table.append_column("pii_redactions", pa.array(redactions, pa.int32()))
-    table = table.filter(pa.array(keep, pa.bool_()))
+    table = table.set_column(index, "content", pa.array(done.texts, pa.large_string()))
+    table = table.append_column("pii_redactions", pa.array(done.redactions, pa.int32()))
+    table = table.filter(pa.array(done.keep, pa.bool_()))
     counts = {
-        "pii": {kind: per_kind[kind] for kind in KINDS},
-        "pii_redacted": sum(per_kind.values()),
-        "files_with_pii": sum(n > 0 for n in redactions),
-        "files_pii_failed": keep.count(False),
+        "pii": per_kind(done.per_kind),
+        "pii_redacted": sum(done.per_kind.values()),
+        "files_with_pii": sum(n > 0 for n in done.redactions),
+        "files_pii_failed": done.keep.count(False),
         # The email-only counts of earlier runs, kept so their metrics stay comparable.
-        "files_with_emails": with_emails,
-        "emails_redacted": per_kind["email"],
+        "files_with_emails": done.with_emails,
+        "emails_redacted": done.per_kind["email"],
     }
     return table.select(schemas.CLEAN.names).cast(schemas.CLEAN), counts

@@ -78,9 +78,18 @@ class _CleanShard:
         return counts, removals
 
 
-def run_clean(ctx: StageContext) -> None:
-    """Write data/clean/ (data/dedup/ without contaminated files, PII redacted) and data/decontaminated/."""
-    # The removal rows come back to this process and go into one table: contamination is rare, so it stays small.
+@dataclass(frozen=True)
+class Cleaners:
+    """What the `clean` section asks for, built and checked once: PII rules, benchmark patterns, malware scanner."""
+
+    rules: Rules
+    # None: decontamination disabled; no malware database set.
+    patterns: PatternSet | None
+    scanner: Scanner | None
+
+
+def cleaners(ctx: StageContext) -> Cleaners:
+    """The `clean` section's cleaners (shared with the clean_sources stage); a bad setting is a StageError."""
     cfg = ctx.section("clean", CleanConfig)
     rules = rules_from(cfg, ctx.root)
     try:
@@ -92,6 +101,14 @@ def run_clean(ctx: StageContext) -> None:
     if patterns is not None:
         log.info("decontamination: %s", ", ".join(f"{name} {n['patterns']} strings ({n['too_short']} too short)"
                                                   for name, n in patterns.stats.items()))
+    return Cleaners(rules, patterns, scanner)
+
+
+def run_clean(ctx: StageContext) -> None:
+    """Write data/clean/ (data/dedup/ without contaminated files, PII redacted) and data/decontaminated/."""
+    # The removal rows come back to this process and go into one table: contamination is rare, so it stays small.
+    built = cleaners(ctx)
+    rules, patterns, scanner = built.rules, built.patterns, built.scanner
     executor = make_executor(ctx.cfg.executor)
     shards = ctx.input_shards(layout.DEDUP, schemas.DEDUP)
     log.info("cleaning %d shards from %s", len(shards), layout.DEDUP)

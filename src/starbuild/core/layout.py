@@ -19,6 +19,10 @@ DEDUP_CLUSTERS = Path("data/dedup_clusters")
 CLEAN = Path("data/clean")
 # The files the clean stage removed as benchmark contamination, one row per (file, benchmark, task).
 DECONTAMINATED = Path("data/decontaminated")
+# The non-code sources after the clean_sources stage (near dedup, malware, decontamination, PII): one table each.
+CLEAN_NOTEBOOKS = Path("data/sources/notebooks")
+CLEAN_ISSUES = Path("data/sources/issues")
+CLEAN_PULL_REQUESTS = Path("data/sources/pull_requests")
 DOCS = Path("data/docs")
 # The splits of data/docs/ and data/tokens/: repositories are held out for validation whole.
 TRAIN = "train"

@@ -99,6 +99,13 @@ PULL_REQUESTS = pa.schema(
     ]
 )
 
+# The non-code sources cleaned by the clean_sources stage: the same rows less near-duplicates, malware and
+# contaminated ones, `text` PII-redacted, and the spans replaced per row (as data/clean's files).
+_PII_REDACTIONS = pa.field("pii_redactions", pa.int32())
+CLEAN_NOTEBOOKS = NOTEBOOKS.append(_PII_REDACTIONS)
+CLEAN_ISSUES = ISSUES.append(_PII_REDACTIONS)
+CLEAN_PULL_REQUESTS = PULL_REQUESTS.append(_PII_REDACTIONS)
+
 # The `language` of a training document from a source that has none (issues, pull requests): parentheses
 # keep it apart from every go-enry name.
 NO_LANGUAGE = "(none)"

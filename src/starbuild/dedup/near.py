@@ -104,11 +104,13 @@ class BandTask:
     params: MinHashParams
     # Band keys are written in `parts` row groups, part = key mod parts, for the bucket tasks.
     parts: int = 1
+    # The column holding the texts (the clean_sources stage signs notebooks', issues' and PRs' `text`).
+    column: str = "content"
 
 
 def write_band_keys(task: BandTask) -> int:
     """Sign the task's rows and write their band keys to `task.out`; return how many files had a signature."""
-    texts = pq.read_table(task.shard, columns=["content"]).column("content").take(pa.array(task.rows))
+    texts = pq.read_table(task.shard, columns=[task.column]).column(task.column).take(pa.array(task.rows, pa.int64()))
     a, b = permutations(task.params.num_perm, task.params.seed)
     bands, rows = task.params.bands_rows()
     # The whole task is one batch: one pass of Arrow and numpy kernels, not a loop over files.

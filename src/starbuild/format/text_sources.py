@@ -1,10 +1,11 @@
 """The training stream's sources other than code: tables whose rows are one document each.
 
-Such a table (data/notebooks, data/issues, a future data/pull_requests) has `repo_name` and `text`, the
-text without `<|endoftext|>`: each kept row becomes `text<|endoftext|>`, as a code document ends. Which
-rows, how often and in which split follow the source's conf/mixture/ entry and epochs.py; rows are read
-a shard at a time in table order, and the fractional epoch's rank cut is found by DuckDB over the whole
-table, so memory holds one shard and the source's repository names.
+Such a table (data/sources/notebooks, data/sources/issues, data/sources/pull_requests: the clean_sources
+stage's outs) has `repo_name` and `text`, the text without `<|endoftext|>`: each kept row becomes
+`text<|endoftext|>`, as a code document ends. Which rows, how often and in which split follow the source's
+conf/mixture/ entry and epochs.py; rows are read a shard at a time in table order, and the fractional
+epoch's rank cut is found by DuckDB over the whole table, so memory holds one shard and the source's
+repository names.
 """
 
 from __future__ import annotations

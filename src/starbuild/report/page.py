@@ -195,7 +195,8 @@ def _sources(m: Mapping[str, Mapping[str, Any]]) -> str:
         return empty_figure("metrics/notebooks.json and metrics/issues.json are missing: run `dvc repro issues`")
     table = _table(rows, ("source", "read", "documents kept"), [f"source:{name}" for name, _, _ in rows])
     drops = drop_rows(m)
-    dropped = _figure("source_drops", "issues and pull requests dropped, per reason",
+    dropped = _figure("source_drops", "notebooks, issues and pull requests dropped, per reason (rendering, then "
+                      "near duplicates, malware and benchmarks)",
                       bars(drops) if drops else empty_figure("nothing was dropped"))
     mixture = mixture_rows(m)
     if not mixture:

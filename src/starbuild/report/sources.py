@@ -27,12 +27,24 @@ def source_rows(metrics: Metrics) -> list[tuple[str, int, int]]:
     return rows
 
 
+# What the clean_sources stage removes, as it names the counts (Table 3's processing of these sources).
+CLEANING_REMOVALS = {"near_dup": "near_dup_removed", "malware": "malware_removed",
+                     "decontaminated": "decontaminated_removed", "pii_failed": "pii_failed"}
+CLEANED_SOURCES = {"notebooks": "notebooks", "issues": "issues", "pull_requests": "pull requests"}
+
+
 def drop_rows(metrics: Metrics) -> list[tuple[str, int]]:
-    """(`source: reason`, items dropped) for every drop reason of the issues and pull requests that dropped any."""
+    """(`source: reason`, items dropped) for every reason that dropped any: the issues' and pull requests' render
+    filters, then the cleaning of notebooks, issues and pull requests (near duplicates, malware, benchmarks)."""
     issues = metrics.get("issues", {})
     reasons = {"issues": issues.get("dropped", {}), "pull requests": issues.get("pull_requests", {}).get("dropped", {})}
-    return [(f"{source}: {reason}", int(n)) for source, counts in reasons.items()
+    rows = [(f"{source}: {reason}", int(n)) for source, counts in reasons.items()
             for reason, n in sorted(counts.items()) if n]
+    cleaned = metrics.get("clean_sources", {}).get("sources", {})
+    for name, label in CLEANED_SOURCES.items():
+        counts = cleaned.get(name, {})
+        rows += [(f"{label}: {reason}", int(counts.get(key, 0))) for reason, key in CLEANING_REMOVALS.items()]
+    return [(label, n) for label, n in rows if n]
 
 
 def mixture_rows(metrics: Metrics) -> list[tuple[str, float, int, int, float]]:
