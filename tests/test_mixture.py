@@ -142,6 +142,9 @@ def test_code_epochs_repeat_whole_repositories_by_rank(tmp_path, make_context, s
     copies = Counter(d["repo_name"] for d in code if d["split"] == "train")
     assert copies == Counter({repo: 1 + (repo in twice) for repo in train})
     assert all(d["epoch"] == 0 for d in code if d["split"] == "val")
+    # A repeated repository draws its file order, metadata and FIM afresh: some copy differs from its first.
+    texts = {(d["repo_name"], d["epoch"]): d["text"] for d in code}
+    assert any(texts[(repo, 1)] != texts[(repo, 0)] for repo in twice)
 
 
 def test_the_stream_is_the_same_for_any_input_sharding_and_run(tmp_path, make_context, smoke_cfg):

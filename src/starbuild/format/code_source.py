@@ -2,8 +2,9 @@
 
 The table is read once for the repositories' sizes (the split and the fractional epoch need every
 repository's name), then once per epoch, repository by repository, to render documents; memory holds one
-repository's files and the repositories' names. A repeated repository's documents are rendered again from
-the same seeded generator, so every copy is the same text.
+repository's files and the repositories' names. A repeated repository's documents are rendered again with
+a generator seeded by the epoch too, so each copy draws its own file order, metadata and FIM, as StarCoder2's
+loader drew FIM afresh each time it met a document.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class CodeSource:
                                      unit="repo"):
             if self.copies(repo_name) <= epoch:
                 continue
-            documents = render_documents(repo_name, files, repo_rng(self.seed, repo_name),
+            documents = render_documents(repo_name, files, repo_rng(self.seed, repo_name, epoch),
                                          rendering.metadata_probability, rendering.fim, rendering.max_doc_bytes)
             if epoch == 0:
                 self._count(files, documents)

@@ -28,9 +28,11 @@ class Document:
     fim_layouts: Counter[str] = field(default_factory=Counter)
 
 
-def repo_rng(seed: int, repo_name: str) -> random.Random:
-    """The random generator of one repository's documents, derived from (seed, repo_name)."""
-    digest = hashlib.sha256(f"format:{seed}:{repo_name}".encode()).digest()
+def repo_rng(seed: int, repo_name: str, epoch: int = 0) -> random.Random:
+    """The random generator of one repository's documents in one epoch, derived from (seed, repo_name, epoch)."""
+    # Epoch 0 keeps the derivation it always had, so a mixture without repeats writes the bytes it did.
+    name = repo_name if epoch == 0 else f"{repo_name}:{epoch}"
+    digest = hashlib.sha256(f"format:{seed}:{name}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
