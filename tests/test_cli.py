@@ -83,7 +83,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, smoke_cfg: DictConfig) -> 
     """A project whose data/ was built from corpus_rows() by the real stages, params.yaml their config."""
     root = tmp_path_factory.mktemp("built")
     # One worker and every rejected file kept: data/filter_rejects is the filter's own per-file verdict.
-    cfg = code_only(with_overrides(smoke_cfg, executor={"workers": 1}, filter={"keep_rejects": 100}))
+    # Code twice over: `why` counts a repository's documents once and says how often the stream holds them.
+    cfg = code_only(with_overrides(smoke_cfg, executor={"workers": 1}, filter={"keep_rejects": 100}), epochs=2.0)
     (root / "params.yaml").write_text(render(cfg), encoding="utf-8")
     rows = corpus_rows()
     write_table(root / layout.RAW, [rows[:6], rows[6:]])
@@ -121,8 +122,11 @@ def test_kept_file_reports_its_redactions_and_split(project, capsys):
     assert [at[s]["status"] for s in ("pull", "filter", "dedup", "clean")] == ["pulled", "kept", "kept", "kept"]
     [(redactions,)] = query(project, layout.CLEAN, f"SELECT pii_redactions FROM t WHERE path = '{KEPT[1]}'")
     assert at["clean"]["pii_redactions"] == redactions == 1
-    [(split,)] = query(project, layout.DOCS, f"SELECT DISTINCT split FROM t WHERE repo_name = '{KEPT[0]}'")
+    [(split, documents, copies)] = query(project, layout.DOCS, "SELECT DISTINCT split, count(*) FILTER (WHERE epoch = "
+                                         f"0), max(epoch) + 1 FROM t WHERE repo_name = '{KEPT[0]}' GROUP BY split")
     assert at["format"]["status"] == at["format"]["split"] == split
+    assert (at["format"]["documents"], at["format"]["copies"]) == (documents, copies) == \
+        (documents, 2 if split == layout.TRAIN else 1)
     # A bare content_id finds the same steps; the text form says the same, one line per stage, for a SWHID.
     assert why(project, at["pull"]["content_id"], capsys) == (status, steps)
     assert main(["why", f"swh:1:cnt:{at['pull']['content_id']}", "--root", str(project)]) == 0

@@ -352,9 +352,10 @@ def _clean(tables: Tables, alive: list[Location]) -> dict[Location, Step]:
 def _format(tables: Tables, alive: list[Location]) -> dict[Location, Step]:
     repos = sorted({loc.repo_name for loc in alive})
     params = {f"r{i}": repo for i, repo in enumerate(repos)}
-    where = f"repo_name IN ({', '.join(f'${name}' for name in params)})"
-    found = tables.rows(layout.DOCS, "repo_name, split, count(*) AS docs", where, params,
-                        "GROUP BY repo_name, split ORDER BY repo_name, split")
+    # Code documents only (other sources' have a language; schemas.DOCS), each counted once, with its copies.
+    where = f"repo_name IN ({', '.join(f'${name}' for name in params)}) AND language IS NULL"
+    columns = "repo_name, split, count(*) FILTER (WHERE epoch = 0) AS docs, max(epoch) + 1 AS copies"
+    found = tables.rows(layout.DOCS, columns, where, params, "GROUP BY repo_name, split ORDER BY repo_name, split")
     splits = {(r["repo_name"]): r for r in found}
     steps = {}
     for loc in alive:
@@ -364,9 +365,10 @@ def _format(tables: Tables, alive: list[Location]) -> dict[Location, Step]:
                               loc)
             continue
         plural = "s" if doc["docs"] != 1 else ""
+        repeated = f", in the stream {doc['copies']} times (mixture epochs)" if doc["copies"] > 1 else ""
         steps[loc] = Step("format", doc["split"], f"in the {doc['split']} split: repository {loc.repo_name} is "
-                          f"{doc['docs']} document{plural} of {layout.DOCS}/{doc['split']}", loc,
-                          {"split": doc["split"], "documents": doc["docs"]})
+                          f"{doc['docs']} document{plural} of {layout.DOCS}/{doc['split']}{repeated}", loc,
+                          {"split": doc["split"], "documents": doc["docs"], "copies": doc["copies"]})
     return steps
 
 
