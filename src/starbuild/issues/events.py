@@ -19,19 +19,19 @@ conversation. The title is the opened event's title, else the earliest event's (
 issue's title into every event, as it was at that time).
 
 Memory is bounded: kept events are appended in batches to a DuckDB database in a temporary directory
-(`group_records`, which pull-request events share) and read back sorted, one conversation at a time.
+(`Grouping`, which pull-request events share) and read back sorted, one conversation at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import tempfile
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from os import PathLike
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
@@ -132,12 +132,12 @@ def parse_event(raw: dict[str, Any]) -> tuple[str, int, str, Event] | str:
         return "missing_fields"
     event = Event(event.kind, event.user, event.text, created_at, str(event_id))
     # JSON's \\ud800 escapes decode to lone surrogates, which no UTF-8 table (DuckDB, Parquet) can hold.
-    if not _is_utf8(repo, title, event.user, event.text, created_at, event.id):
+    if not is_utf8(repo, title, event.user, event.text, created_at, event.id):
         return "bad_json"
     return repo, number, title, event
 
 
-def _is_utf8(*texts: str) -> bool:
+def is_utf8(*texts: str) -> bool:
     """Whether every text encodes as UTF-8 (no lone surrogates)."""
     try:
         for text in texts:
@@ -212,25 +212,47 @@ def iter_conversations(paths: Iterable[str | PathLike[str]], counts: Counter[str
     (an event id met before, the first by file order kept). Memory: one batch of events plus one conversation;
     the rest waits in a DuckDB database under `work` (the system's temporary directory when None).
     """
-    groups = group_records(_event_records(iter_raw_events(paths, counts), counts), EVENT_SCHEMA,
-                           key=("repo", "number"), order=("created_at", "id_order"), payload=EVENT_PAYLOAD,
-                           unique="id", counts=counts, memory_limit=memory_limit, work=work)
+    with issue_grouping(memory_limit, work) as grouping:
+        fill(iter_raw_events(paths, counts), [(issue_record, grouping, counts)])
+        yield from conversations_of(grouping.groups(counts))
+
+
+def issue_record(raw: dict[str, Any]) -> tuple[Any, ...] | str:
+    """The EVENT_SCHEMA record of a kept issue event, else the counter key that says why it was skipped."""
+    parsed = parse_event(raw)
+    if isinstance(parsed, str):
+        return parsed
+    repo, number, title, event = parsed
+    return repo, number, event.created_at, event_order(event)[1], event.id, event.kind, event.user, event.text, title
+
+
+def issue_grouping(memory_limit: str = MEMORY_LIMIT, work: Path | None = None) -> Grouping:
+    """The grouping of issue records: by (repo, number), in (time, id) order, each event id once."""
+    return Grouping(EVENT_SCHEMA, key=("repo", "number"), order=("created_at", "id_order"), payload=EVENT_PAYLOAD,
+                    unique="id", memory_limit=memory_limit, work=work)
+
+
+def conversations_of(groups: Iterable[Group]) -> Iterator[Conversation]:
+    """The conversation of each issue grouping's group."""
     for group in groups:
         repo, number = group.key
         yield _conversation(repo, number, [(title, Event(kind, user, text, created_at, event_id))
                                            for title, kind, user, text, created_at, event_id in group.rows])
 
 
-def _event_records(raws: Iterable[dict[str, Any]], counts: Counter[str]) -> Iterator[tuple[Any, ...]]:
-    """EVENT_SCHEMA rows of the kept events, counting the others by reason."""
+# A record builder (the record, or why the event is skipped), the grouping it fills and the skip counter.
+Sink = tuple[Callable[[dict[str, Any]], "tuple[Any, ...] | str"], "Grouping", Counter[str]]
+
+
+def fill(raws: Iterable[dict[str, Any]], sinks: Sequence[Sink]) -> None:
+    """Offer every raw event to every sink: its grouping gets the record, or its counter the skip reason."""
     for raw in raws:
-        parsed = parse_event(raw)
-        if isinstance(parsed, str):
-            counts[parsed] += 1
-            continue
-        repo, number, title, event = parsed
-        yield (repo, number, event.created_at, event_order(event)[1], event.id, event.kind, event.user, event.text,
-               title)
+        for to_record, grouping, counts in sinks:
+            record = to_record(raw)
+            if isinstance(record, str):
+                counts[record] += 1
+            else:
+                grouping.add(record)
 
 
 def _conversation(repo: str, number: int, items: list[tuple[str, Event]]) -> Conversation:
@@ -269,62 +291,94 @@ class Group:
     rows: list[tuple[Any, ...]]
 
 
+class Grouping:
+    """Records grouped by `key`, in key order, with memory bounded by one batch plus one group.
+
+    Contract:
+    - Used as a context manager: entering makes a DuckDB database file in a fresh temporary directory under
+      `work` (the system's temporary directory when None); leaving removes it. DuckDB uses at most
+      `memory_limit` (a DuckDB size such as "1GB") and one thread, and spills the rest to that directory.
+    - `add(record)`: a tuple (or list) of values in `schema`'s field order; records go into the database
+      `batch_rows` at a time.
+    - `groups(counts)`: once every record is added, the groups sorted by the `key` columns (strings by code
+      point, integers as numbers); a group's rows are sorted by the `order` columns, ties in input order, and
+      hold the `payload` columns in the order given. `counts`, when given, gets `kept` (records grouped) and
+      `duplicate` (records dropped by `unique`), each only when non-zero, before the first group is yielded.
+    - `unique`: when set, a record whose value there (never null) an earlier record had is dropped.
+    Several groupings can be filled from one pass over the input (the issues stage fills the issues' and the
+    pull requests' from one read of the event files).
+    """
+
+    def __init__(self, schema: pa.Schema, *, key: Sequence[str], order: Sequence[str], payload: Sequence[str],
+                 unique: str | None = None, memory_limit: str = MEMORY_LIMIT, work: Path | None = None,
+                 batch_rows: int = BATCH_ROWS) -> None:
+        self.schema, self.key, self.order, self.payload, self.unique = schema, key, order, payload, unique
+        self.memory_limit, self.work, self.batch_rows = memory_limit, work, batch_rows
+        self._pending: list[Sequence[Any]] = []
+        self._total = 0
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> Grouping:
+        tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="starbuild-group-", dir=self.work)))
+        config = {"memory_limit": self.memory_limit, "temp_directory": str(tmp / "spill"),
+                  # Two threads sorting wide rows ran out of memory under a small limit where one spills.
+                  "threads": 1, "preserve_insertion_order": False}
+        self._con = self._stack.enter_context(duckdb.connect(str(tmp / "groups.duckdb"), config=config))
+        full = self.schema.append(pa.field(SEQ, pa.int64()))
+        self._con.register("empty", full.empty_table())
+        self._con.execute("CREATE TABLE records AS SELECT * FROM empty")
+        self._con.unregister("empty")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def add(self, record: Sequence[Any]) -> None:
+        """Queue one record; a full batch goes into the database."""
+        self._pending.append(record)
+        if len(self._pending) == self.batch_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Append the queued records, numbered in input order, to the table `records`."""
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        columns = [pa.array(values, type=field.type)
+                   for values, field in zip(zip(*batch, strict=True), self.schema, strict=True)]
+        sequence = pa.array(range(self._total, self._total + len(batch)), pa.int64())
+        table = pa.Table.from_arrays([*columns, sequence], schema=self.schema.append(pa.field(SEQ, pa.int64())))
+        self._con.register("batch", table)
+        self._con.execute("INSERT INTO records SELECT * FROM batch")
+        self._con.unregister("batch")
+        self._total += len(batch)
+
+    def groups(self, counts: Counter[str] | None = None) -> Iterator[Group]:
+        """Every group, in key order (see the class's contract)."""
+        self._flush()
+        duplicates = _drop_repeats(self._con, self.unique) if self.unique else 0
+        if counts is not None:
+            for name, value in (("kept", self._total - duplicates), ("duplicate", duplicates)):
+                if value:
+                    counts[name] += value
+        yield from _sorted_groups(self._con, self.key, self.order, self.payload, self.batch_rows)
+
+
 def group_records(records: Iterable[Sequence[Any]], schema: pa.Schema, *, key: Sequence[str],
                   order: Sequence[str], payload: Sequence[str], unique: str | None = None,
                   counts: Counter[str] | None = None, memory_limit: str = MEMORY_LIMIT, work: Path | None = None,
                   batch_rows: int = BATCH_ROWS) -> Iterator[Group]:
-    """Records grouped by `key`, in key order, with memory bounded by one batch plus one group.
-
-    Contract:
-    - `records`: tuples (or lists) of values in `schema`'s field order; read lazily, `batch_rows` at a time,
-      into a DuckDB database file in a fresh temporary directory under `work` (the system's temporary
-      directory when None), removed when the generator finishes or is closed. DuckDB uses at most
-      `memory_limit` (a DuckDB size such as "1GB") and one thread, and spills the rest to that directory.
-    - `key`, `order`, `payload`, `unique`: names of `schema` fields. Groups come sorted by the key columns
-      (strings by code point, integers as numbers); a group's rows are sorted by the `order` columns, ties
-      in input order, and hold the `payload` columns in the order given.
-    - `unique`: when set, a record whose value there (never null) an earlier record had is dropped.
-    - `counts`: when given, gets `kept` (records grouped) and `duplicate` (records dropped by `unique`),
-      each only when non-zero, before the first group is yielded.
-    """
-    with tempfile.TemporaryDirectory(prefix="starbuild-group-", dir=work) as tmp:
-        config = {"memory_limit": memory_limit, "temp_directory": str(Path(tmp) / "spill"),
-                  # Two threads sorting wide rows ran out of memory under a small limit where one spills.
-                  "threads": 1, "preserve_insertion_order": False}
-        with duckdb.connect(str(Path(tmp) / "groups.duckdb"), config=config) as con:
-            total = _append(con, records, schema, batch_rows)
-            duplicates = _drop_repeats(con, unique) if unique else 0
-            if counts is not None:
-                for name, value in (("kept", total - duplicates), ("duplicate", duplicates)):
-                    if value:
-                        counts[name] += value
-            yield from _sorted_groups(con, key, order, payload, batch_rows)
+    """`records` grouped by one Grouping (its contract), read lazily; its database removed when this ends."""
+    with Grouping(schema, key=key, order=order, payload=payload, unique=unique, memory_limit=memory_limit,
+                  work=work, batch_rows=batch_rows) as grouping:
+        for record in records:
+            grouping.add(record)
+        yield from grouping.groups(counts)
 
 
 def _quoted(names: Iterable[str]) -> str:
     """Column names as a quoted SQL list."""
     return ", ".join('"' + name.replace('"', '""') + '"' for name in names)
-
-
-def _append(con: duckdb.DuckDBPyConnection, records: Iterable[Sequence[Any]], schema: pa.Schema,
-            batch_rows: int) -> int:
-    """Append every record, numbered in input order, to the table `records`; how many there were."""
-    full = schema.append(pa.field(SEQ, pa.int64()))
-    con.register("empty", full.empty_table())
-    con.execute("CREATE TABLE records AS SELECT * FROM empty")
-    con.unregister("empty")
-    rows = iter(records)
-    total = 0
-    while batch := list(islice(rows, batch_rows)):
-        columns = [pa.array(values, type=field.type) for values, field in zip(zip(*batch, strict=True), schema,
-                                                                              strict=True)]
-        table = pa.Table.from_arrays([*columns, pa.array(range(total, total + len(batch)), pa.int64())],
-                                     schema=full)
-        con.register("batch", table)
-        con.execute("INSERT INTO records SELECT * FROM batch")
-        con.unregister("batch")
-        total += len(batch)
-    return total
 
 
 def _drop_repeats(con: duckdb.DuckDBPyConnection, unique: str) -> int:

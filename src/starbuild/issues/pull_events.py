@@ -28,7 +28,16 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from starbuild.issues.events import MEMORY_LIMIT, MissingField, field_at, group_records, iter_raw_events
+from starbuild.issues.events import (
+    MEMORY_LIMIT,
+    Group,
+    Grouping,
+    MissingField,
+    field_at,
+    fill,
+    is_utf8,
+    iter_raw_events,
+)
 
 PullKind = Literal["pr", "comment", "review", "review_comment"]
 PR_ACTIONS = frozenset({"opened", "edited", "reopened", "closed"})
@@ -164,27 +173,38 @@ PULL_EVENT_SCHEMA = pa.schema([("repo", pa.string()), ("number", pa.int64()), ("
                                ("id_order", pa.string()), ("id", pa.string()), ("event", pa.string())])
 
 
-def _pull_records(raws: Iterable[dict[str, Any]], counts: Counter[str]) -> Iterator[tuple[Any, ...]]:
-    """PULL_EVENT_SCHEMA rows of the kept PR events, counting the others by reason."""
-    for raw in raws:
-        parsed = parse_pull_event(raw)
-        if isinstance(parsed, str):
-            counts[parsed] += 1
-            continue
-        repo, number, event = parsed
-        # ensure_ascii: lone surrogates from JSON escapes travel as escapes, as they came.
-        yield (repo, number, event.created_at, event.id.zfill(32), event.id, json.dumps(dataclasses.asdict(event)))
+def pull_record(raw: dict[str, Any]) -> tuple[Any, ...] | str:
+    """The PULL_EVENT_SCHEMA record of a kept PR event, else the counter key that says why it was skipped."""
+    parsed = parse_pull_event(raw)
+    if isinstance(parsed, str):
+        return parsed
+    repo, number, event = parsed
+    # JSON's \\ud800 escapes decode to lone surrogates, which no UTF-8 table can hold; the event itself travels
+    # as ASCII JSON, its escapes kept.
+    if not is_utf8(repo, event.created_at, event.id):
+        return "bad_json"
+    return repo, number, event.created_at, event.id.zfill(32), event.id, json.dumps(dataclasses.asdict(event))
+
+
+def pull_grouping(memory_limit: str = MEMORY_LIMIT, work: Path | None = None) -> Grouping:
+    """The grouping of PR records: by (repo, number), in (time, id) order, each event id once."""
+    return Grouping(PULL_EVENT_SCHEMA, key=("repo", "number"), order=("created_at", "id_order"), payload=("event",),
+                    unique="id", memory_limit=memory_limit, work=work)
+
+
+def pull_conversations_of(groups: Iterable[Group]) -> Iterator[PullConversation]:
+    """The pull request of each PR grouping's group."""
+    for group in groups:
+        repo, number = group.key
+        yield PullConversation(repo, number, tuple(PullEvent(**json.loads(event)) for (event,) in group.rows))
 
 
 def iter_pull_conversations(paths: Iterable[str | PathLike[str]], counts: Counter[str], *,
                             memory_limit: str = MEMORY_LIMIT, work: Path | None = None) -> Iterator[PullConversation]:
     """Pull requests sorted by (repo, number), one at a time, their events in (created_at, id) order.
 
-    Memory is bounded as for issues (events.group_records); `counts` gets the skips, `kept` and `duplicate`.
+    Memory is bounded as for issues (events.Grouping); `counts` gets the skips, `kept` and `duplicate`.
     """
-    groups = group_records(_pull_records(iter_raw_events(paths, counts), counts), PULL_EVENT_SCHEMA,
-                           key=("repo", "number"), order=("created_at", "id_order"), payload=("event",),
-                           unique="id", counts=counts, memory_limit=memory_limit, work=work)
-    for group in groups:
-        repo, number = group.key
-        yield PullConversation(repo, number, tuple(PullEvent(**json.loads(event)) for (event,) in group.rows))
+    with pull_grouping(memory_limit, work) as grouping:
+        fill(iter_raw_events(paths, counts), [(pull_record, grouping, counts)])
+        yield from pull_conversations_of(grouping.groups(counts))

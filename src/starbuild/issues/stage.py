@@ -3,8 +3,9 @@
 Every conversation of the configured event files whose repository is not opted out is rendered
 (render.py) into data/issues/, and so is every pull request (pulls.py) into data/pull_requests/; what
 the readers skipped, the opted-out repositories and each drop reason are counted in metrics/issues.json.
-Events are grouped by issue out of core (events.group_records) and rows written a shard at a time, so
-memory stays bounded whatever the event files given.
+The event files are read once, each event offered to both parsers; events are grouped by issue and by
+PR out of core (events.Grouping) and rows written a shard at a time, so memory stays bounded whatever
+the event files given.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import re
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,16 @@ from tqdm import tqdm
 from starbuild.core import layout, schemas
 from starbuild.core.shards import atomic_output, shard_name, write_shard
 from starbuild.core.stage import StageContext, StageError
-from starbuild.issues.events import Counted, iter_conversations
-from starbuild.issues.pull_events import iter_pull_conversations
+from starbuild.issues.events import (
+    Conversation,
+    Counted,
+    conversations_of,
+    fill,
+    issue_grouping,
+    issue_record,
+    iter_raw_events,
+)
+from starbuild.issues.pull_events import PullConversation, pull_conversations_of, pull_grouping, pull_record
 from starbuild.issues.pull_files import ChangedFilesError
 from starbuild.issues.pulls import PullRequestsConfig, PullRequestWriter, open_store
 from starbuild.issues.render import REASONS, Dropped, render_issue
@@ -56,7 +66,7 @@ class IssuesConfig:
     request_retries: int = 6
     # Remote files downloaded at once.
     download_workers: int = 4
-    # DuckDB's memory while events are grouped by issue (a DuckDB size); what does not fit spills to disk.
+    # DuckDB's memory for each grouping (issues, PRs; a DuckDB size); what does not fit spills to disk.
     group_memory: str = "1GB"
     # Kept issues per output shard (what memory holds of them at a time).
     rows_per_shard: int = 100_000
@@ -106,10 +116,10 @@ def event_files(root: Path, cfg: IssuesConfig) -> list[Path]:
     return fetch(resolve(root, cfg.events, fetching.s3), fetching)
 
 
-def write_issues(files: list[Path], cfg: IssuesConfig, opt_out: frozenset[str], out_dir: Path) -> dict[str, Any]:
-    """Render every issue conversation into shards of `cfg.rows_per_shard` rows in out_dir; the issue metrics."""
-    read_counts: Counter[str] = Counter()  # complete once `conversations` is spent
-    conversations = Counted(iter_conversations(files, read_counts, memory_limit=cfg.group_memory))
+def write_issues(conversations: Iterable[Conversation], cfg: IssuesConfig, opt_out: frozenset[str],
+                 out_dir: Path) -> dict[str, Any]:
+    """Render every issue conversation into shards of `cfg.rows_per_shard` rows in out_dir; the issue counts."""
+    conversations = Counted(conversations)
     dropped = dict.fromkeys(REASONS, 0)
     rows: list[dict[str, Any]] = []
     opted = kept = size = shards = 0
@@ -130,23 +140,19 @@ def write_issues(files: list[Path], cfg: IssuesConfig, opt_out: frozenset[str], 
             rows, shards = [], shards + 1
     if rows or not shards:
         write_shard(pa.Table.from_pylist(rows, schema=schemas.ISSUES), out_dir / shard_name(shards))
-    return {"event_files": len(files), "events": dict(sorted(read_counts.items())),
-            "conversations": conversations.count, "opted_out": opted, "dropped": dropped, "issues": kept,
+    return {"conversations": conversations.count, "opted_out": opted, "dropped": dropped, "issues": kept,
             "bytes": size}
 
 
-def write_pulls(files: list[Path], cfg: IssuesConfig, opt_out: frozenset[str], ctx: StageContext,
-                out_dir: Path) -> dict[str, Any]:
-    """Render every pull request into out_dir (pulls.py); the PR metrics, with what the PR reader skipped."""
-    read_counts: Counter[str] = Counter()
-    conversations = iter_pull_conversations(files, read_counts, memory_limit=cfg.group_memory)
+def write_pulls(conversations: Iterable[PullConversation], cfg: IssuesConfig, opt_out: frozenset[str],
+                ctx: StageContext, out_dir: Path) -> dict[str, Any]:
+    """Render every pull request into out_dir (pulls.py); the PR counts."""
     store = open_store(cfg.pull_requests, ctx.root, ctx.cfg.source.content_cache, cfg.s3())
     writer = PullRequestWriter(cfg.pull_requests, ctx.root, opt_out, store, int(ctx.cfg.seed), out_dir)
     try:
-        metrics = writer.write(tqdm(conversations, desc="pull requests", unit="PR", disable=not sys.stderr.isatty()))
+        return writer.write(tqdm(conversations, desc="pull requests", unit="PR", disable=not sys.stderr.isatty()))
     except ChangedFilesError as err:
         raise StageError(f"issues.pull_requests.changed_files: {err}; fix conf/issues/") from err
-    return {"events": dict(sorted(read_counts.items())), **metrics}
 
 
 def run_issues(ctx: StageContext) -> None:
@@ -154,11 +160,20 @@ def run_issues(ctx: StageContext) -> None:
     cfg = ctx.section("issues", IssuesConfig)
     files = event_files(ctx.root, cfg)
     opt_out = read_opt_out(ctx.root / ctx.cfg.source.opt_out) if ctx.cfg.source.get("opt_out") else frozenset()
-    with atomic_output(ctx.output(layout.ISSUES)) as tmp:
-        metrics = write_issues(files, cfg, opt_out, tmp)
-    with atomic_output(ctx.output(layout.PULL_REQUESTS)) as tmp:
-        metrics["pull_requests"] = write_pulls(files, cfg, opt_out, ctx, tmp)
-    prs = metrics["pull_requests"]
+    # What the reader counts (lines, bad JSON, cut files) holds for both; each parser counts its own skips.
+    read_counts: Counter[str] = Counter()
+    issue_counts: Counter[str] = Counter()
+    pull_counts: Counter[str] = Counter()
+    with issue_grouping(cfg.group_memory) as issues, pull_grouping(cfg.group_memory) as pulls:
+        # One read of the event files fills both groupings.
+        fill(iter_raw_events(files, read_counts), [(issue_record, issues, issue_counts),
+                                                   (pull_record, pulls, pull_counts)])
+        with atomic_output(ctx.output(layout.ISSUES)) as tmp:
+            metrics = write_issues(conversations_of(issues.groups(issue_counts)), cfg, opt_out, tmp)
+        with atomic_output(ctx.output(layout.PULL_REQUESTS)) as tmp:
+            prs = write_pulls(pull_conversations_of(pulls.groups(pull_counts)), cfg, opt_out, ctx, tmp)
+    metrics = {"event_files": len(files), "events": dict(sorted((read_counts + issue_counts).items())), **metrics,
+               "pull_requests": {"events": dict(sorted((read_counts + pull_counts).items())), **prs}}
     log.info("%d issues of %d conversations and %d PRs of %d from %d event files -> %s, %s (dropped: %s; %s)",
              metrics["issues"], metrics["conversations"], prs["pull_requests"], prs["conversations"], len(files),
              ctx.output(layout.ISSUES), ctx.output(layout.PULL_REQUESTS), metrics["dropped"], prs["dropped"])
