@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from starbuild.core import layout
 from starbuild.core.stage import StageContext, StageError
 from starbuild.issues import sources
-from starbuild.issues.events import group_records, iter_conversations, read_events
+from starbuild.issues.events import Grouping, iter_conversations, read_events
 from starbuild.issues.sources import expand_braces
 from starbuild.issues.stage import run_issues
 from tests.factories import file_bytes, stage_context, stage_metrics, table_rows, with_overrides
@@ -222,17 +222,25 @@ def test_many_conversations_stream_in_order_and_duplicates_across_files_count_on
     assert read_events(files[:3])[0] == conversations  # the same without the repeated files
 
 
-def test_group_records_contract(tmp_path: Path) -> None:
+def grouped(records: list[tuple], schema: pa.Schema, counts: Counter[str] | None = None, **spec: Any) -> list:
+    """Every group of `records`, added one by one to a Grouping of `spec`."""
+    with Grouping(schema, **spec) as grouping:
+        for record in records:
+            grouping.add(record)
+        return list(grouping.groups(counts))
+
+
+def test_grouping_contract(tmp_path: Path) -> None:
     schema = pa.schema([("repo", pa.string()), ("number", pa.int64()), ("at", pa.int64()), ("id", pa.string()),
                         ("body", pa.string())])
     records = [("b", 2, 5, "x1", "late"), ("a", 10, 1, "x2", "a10"), ("b", 2, 1, "x3", "early"),
                ("a", 9, 1, "x4", "a9"), ("b", 2, 1, "x1", "repeat of x1"), ("b", 2, 1, "x5", "tie after x3")]
     counts: Counter[str] = Counter()
-    groups = list(group_records(iter(records), schema, key=("repo", "number"), order=("at",), payload=("body", "id"),
-                                unique="id", counts=counts, work=tmp_path, batch_rows=2))
+    groups = grouped(records, schema, counts, key=("repo", "number"), order=("at",), payload=("body", "id"),
+                     unique="id", work=tmp_path, batch_rows=2)
     assert [(g.key, g.rows) for g in groups] == [
         (("a", 9), [("a9", "x4")]), (("a", 10), [("a10", "x2")]),
         (("b", 2), [("early", "x3"), ("tie after x3", "x5"), ("late", "x1")])]
     assert counts == {"kept": 5, "duplicate": 1}
     assert list(tmp_path.iterdir()) == []  # its database went with it
-    assert list(group_records([], schema, key=("repo",), order=(), payload=("body",))) == []
+    assert grouped([], schema, key=("repo",), order=(), payload=("body",)) == []

@@ -100,10 +100,6 @@ class MixtureConfig:
         """The sources in the training stream (epochs > 0), in name order (the order documents are written)."""
         return [(name, self.sources[name]) for name in sorted(self.sources) if self.sources[name].epochs > 0]
 
-    def code(self) -> tuple[str, MixtureSource] | None:
-        """The code source by name, if the mixture declares one (whatever its epochs)."""
-        return next(((name, source) for name, source in sorted(self.sources.items()) if source.is_code), None)
-
 
 @dataclass(frozen=True)
 class LanguageCut:

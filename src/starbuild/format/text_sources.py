@@ -151,8 +151,8 @@ def _names(names: set[str]) -> pa.Table:
 
 def open_source(ctx: StageContext, name: str, spec: MixtureSource, seed: int, val_fraction: float,
                 held_out: set[str], code_repos: set[str]) -> TextSource:
-    """A source's table checked, its split rule set and its fractional epoch's rank cut found."""
-    check_table(ctx, name, spec)
+    """A source (its table already passed `check_table`) with its columns checked, its split rule set and its
+    fractional epoch's rank cut found."""
     shards = ctx.input_shards(Path(spec.table), pa.schema([]))
     for shard in shards:
         _check_columns(name, spec, shard)

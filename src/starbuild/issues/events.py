@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -50,7 +50,6 @@ BATCH_ROWS = 50_000
 # DuckDB's default is 80% of the machine; grouping needs little, and spills what does not fit.
 MEMORY_LIMIT = "1GB"
 INT64_RANGE = range(-(2**63), 2**63)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -262,22 +261,6 @@ def _conversation(repo: str, number: int, items: list[tuple[str, Event]]) -> Con
     return Conversation(repo, number, title.strip(), tuple(event for _, event in items))
 
 
-class Counted(Generic[T]):
-    """An iterator that counts what it has yielded (`count`), e.g. conversations as a stage streams them."""
-
-    def __init__(self, items: Iterable[T]) -> None:
-        self._items = iter(items)
-        self.count = 0
-
-    def __iter__(self) -> Iterator[T]:
-        return self
-
-    def __next__(self) -> T:
-        item = next(self._items)
-        self.count += 1
-        return item
-
-
 # --- Out-of-core grouping, shared by issue and pull-request events ---------------------------------------
 
 SEQ = "__seq"  # the grouping table's own column: a record's position in the input
@@ -362,18 +345,6 @@ class Grouping:
                 if value:
                     counts[name] += value
         yield from _sorted_groups(self._con, self.key, self.order, self.payload, self.batch_rows)
-
-
-def group_records(records: Iterable[Sequence[Any]], schema: pa.Schema, *, key: Sequence[str],
-                  order: Sequence[str], payload: Sequence[str], unique: str | None = None,
-                  counts: Counter[str] | None = None, memory_limit: str = MEMORY_LIMIT, work: Path | None = None,
-                  batch_rows: int = BATCH_ROWS) -> Iterator[Group]:
-    """`records` grouped by one Grouping (its contract), read lazily; its database removed when this ends."""
-    with Grouping(schema, key=key, order=order, payload=payload, unique=unique, memory_limit=memory_limit,
-                  work=work, batch_rows=batch_rows) as grouping:
-        for record in records:
-            grouping.add(record)
-        yield from grouping.groups(counts)
 
 
 def _quoted(names: Iterable[str]) -> str:

@@ -49,10 +49,13 @@ class PullRequestsConfig:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
 
 
-def commit_pairs(conv: PullConversation) -> set[CommitPair]:
-    """The PR's head commits, each against the base it was opened on."""
+def commit_pairs(conv: PullConversation) -> list[CommitPair]:
+    """The PR's head commits, each against the base it was opened on, in the order its events first name them
+    (the order its base files are listed in)."""
     base = next((e.base_sha for e in conv.events if e.base_sha is not None), None)
-    return {(conv.repo, base, e.head_sha) for e in conv.events if base is not None and e.head_sha is not None}
+    if base is None:
+        return []
+    return list(dict.fromkeys((conv.repo, base, e.head_sha) for e in conv.events if e.head_sha is not None))
 
 
 def repo_batches(conversations: Iterable[PullConversation], batch_prs: int) -> Iterator[list[PullConversation]]:
@@ -93,17 +96,16 @@ class PullRequestWriter:
         self.conversations += len(batch)
         batch = [conv for conv in batch if not opted_out(conv.repo, self.opt_out)]
         self.opted_out += sum(prs_per_repo.values()) - len(batch)
+        batch_pairs = [commit_pairs(conv) for conv in batch]
         diffs: dict[CommitPair, list[FileDiff]] = {}
         if self.store is not None:
             changed = read_changed_files(Path(local_or_url(self.cfg.changed_files, self.root)),
-                                         set().union(*(commit_pairs(conv) for conv in batch)))
+                                         {pair for pairs in batch_pairs for pair in pairs})
             diffs = load_diffs(changed, self.store, self.cfg.download_workers, self.files)
         rows = []
-        for conv in batch:
-            heads = {head: diffs[(repo, base, head)] for repo, base, head in commit_pairs(conv)
-                     if diffs.get((repo, base, head))}
-            result = render_pull(conv, _in_event_order(heads, conv), prs_per_repo[conv.repo], self.cfg.render,
-                                 self.seed)
+        for conv, pairs in zip(batch, batch_pairs, strict=True):
+            heads = {pair[2]: diffs[pair] for pair in pairs if diffs.get(pair)}
+            result = render_pull(conv, heads, prs_per_repo[conv.repo], self.cfg.render, self.seed)
             if isinstance(result, DroppedPull):
                 self.dropped[result.reason] += 1
                 continue
@@ -125,8 +127,3 @@ def open_store(cfg: PullRequestsConfig, root: Path, content_cache: str, s3: S3Op
     cache = ContentCache(Path(local_or_url(content_cache, root)))
     return ContentStore(local_or_url(cfg.content_store, root), cache, s3)
 
-
-def _in_event_order(heads: dict[str, list[FileDiff]], conv: PullConversation) -> dict[str, list[FileDiff]]:
-    """The head commits in the order the PR's events first name them (base files are listed in that order)."""
-    order: Iterable[str] = dict.fromkeys(e.head_sha for e in conv.events if e.head_sha in heads)  # type: ignore[misc]
-    return {head: heads[head] for head in order}

@@ -27,7 +27,6 @@ from starbuild.core.shards import atomic_output, shard_name, write_shard
 from starbuild.core.stage import StageContext, StageError
 from starbuild.issues.events import (
     Conversation,
-    Counted,
     conversations_of,
     fill,
     issue_grouping,
@@ -119,11 +118,11 @@ def event_files(root: Path, cfg: IssuesConfig) -> list[Path]:
 def write_issues(conversations: Iterable[Conversation], cfg: IssuesConfig, opt_out: frozenset[str],
                  out_dir: Path) -> dict[str, Any]:
     """Render every issue conversation into shards of `cfg.rows_per_shard` rows in out_dir; the issue counts."""
-    conversations = Counted(conversations)
     dropped = dict.fromkeys(REASONS, 0)
     rows: list[dict[str, Any]] = []
-    opted = kept = size = shards = 0
+    read = opted = kept = size = shards = 0
     for conv in tqdm(conversations, desc="issues", unit="issue", disable=not sys.stderr.isatty()):
+        read += 1
         if opted_out(conv.repo, opt_out):
             opted += 1
             continue
@@ -140,7 +139,7 @@ def write_issues(conversations: Iterable[Conversation], cfg: IssuesConfig, opt_o
             rows, shards = [], shards + 1
     if rows or not shards:
         write_shard(pa.Table.from_pylist(rows, schema=schemas.ISSUES), out_dir / shard_name(shards))
-    return {"conversations": conversations.count, "opted_out": opted, "dropped": dropped, "issues": kept,
+    return {"conversations": read, "opted_out": opted, "dropped": dropped, "issues": kept,
             "bytes": size}
 
 
