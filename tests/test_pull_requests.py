@@ -254,6 +254,11 @@ def test_review_comment_hunks_count_from_the_first_base_line_shown_and_long_ones
     # Only base line 40 is shown (start 40): the comment's hunk at 38 counts from there, never below 1.
     assert "<pr_base_code>line 40<pr_diff>" in result.text
     assert "<pr_diff_hunk>@@ -1,5 +1,5 @@ def f():\n line 37<pr_comment>" in result.text
+    # A comment missing its id or its line is left out, not rendered with "None".
+    for broken in (replace(comment, object_id=None), replace(comment, position=None)):
+        result = render_pull(PullConversation(REPO, 1, (events[0], broken, events[2])),
+                             {HA: [FileDiff("x.py", base, head)]}, 1, cfg, 0)
+        assert "<pr_review_comment>" not in result.text and "None" not in result.text
     long = replace(comment, diff_hunk="@@ -1 +1 @@\n" + "x" * 10_001)
     result = render_pull(PullConversation(REPO, 1, (events[0], long, events[2])), {HA: [FileDiff("x.py", base, head)]},
                          1, cfg, 0)

@@ -16,6 +16,7 @@ probability 0.8007 - 0.0007·n up to n = 1,000 and 100/n above. Then its events 
   `<pr_in_reply_to_comment_id>` when given, `<pr_file>{path}<pr_diff_hunk_comment_line>{line}`, the comment's
   diff hunk (`[OMITTED]` over 10,000 characters) after `<pr_diff_hunk>`, then `<pr_comment>{user}: {text}`.
 - Comments: `<pr_comment>{user}: {text}<pr_event_id>{id}<pr_status>{action}`.
+- A review or review comment without its id, or a review comment without its line, is left out.
 
 Texts are stripped of email-reply text and `<!-- -->` comments, cut to their first 60 and last 20 lines
 around `[TRUNCATED]` when over 80, and to 1,000 characters; a text under 20 characters drops its event
@@ -336,6 +337,9 @@ class _PullRenderer:
         return text + f"{PR_STATUS}{event.action}"
 
     def review(self, event: PullEvent) -> str:
+        # Without its id (or a comment's line) the event's tokens would carry "None": it is left out.
+        if event.object_id is None or (event.kind == "review_comment" and event.position is None):
+            return ""
         try:
             if event.kind == "review":
                 who = render_text(event.user, event.text, self.cfg, exempt_min=True) if event.text else event.user
