@@ -6,8 +6,9 @@ text, JSON and YAML files from site-packages), each file at most 1 MB, UTF-8 and
 in sorted order up to a byte budget per source (~40 MB in all). go-enry (`starbuild.swh.languages.classify`)
 gives each its language and vendored/generated flags, as the pull stage does; a hash of the path makes about
 one file in ten `non_permissive` and one in ten `no_license`, so the license rule drops some. The files are
-mixed by a hash of their path and written as the stage's raw input (Parquet, schemas.RAW), PER_SHARD rows a
-shard. Every engine reads those same shards and writes the files it keeps.
+mixed by a hash of their path and written as the stage's raw input (Parquet, schemas.RAW), cut into shards of
+about the pull stage's default `source.shard_target_bytes` of content (4 MB), as `dvc repro` gives the filter.
+Every engine reads those same shards and writes the files it keeps.
 
 * starbuild: `run_filter` end to end (the rule set of conf/filter/stack_v2.yaml under `experiment=smoke`,
   one DuckDB query per shard, kept shards, funnel, metrics) with the `local` executor and os.cpu_count()
@@ -25,8 +26,8 @@ CPUs are shared); peak RSS is sampled over the process and its children (the exe
 local executor has been seen to hang here with several workers: it runs under DATATROVE_TIMEOUT_S and, if it
 hangs, both engines are compared again with 1 worker.
 
-Memory: starbuild alone at 1x, 2x and 4x the corpus (copies under distinct repository names, PER_SHARD rows a
-shard, so only the number of shards grows); its peak RSS should stay flat (max/min <= 1.2).
+Memory: starbuild alone at 1x, 2x and 4x the corpus (copies under distinct repository names, shards of the same
+size, so only the number of shards grows); its peak RSS should stay flat (max/min <= 1.2).
 Run: `.venv/bin/python bench/bench_filter.py`.
 """
 
@@ -68,7 +69,6 @@ SOURCES = (
     ("", (".json",), 3_000_000),
 )
 MAX_FILE_BYTES = 1_000_000
-PER_SHARD = 400
 SCALING = (1, 2, 4)
 REPEATS = 3
 WORKERS = os.cpu_count() or 1
@@ -284,11 +284,24 @@ def corpus() -> list[File]:
     return sorted(files.values(), key=lambda f: (digest(f.path), f.path))
 
 
+def shard_target_bytes() -> int:
+    """Content bytes per shard: the pull stage's default, which cuts the filter's input."""
+    from starbuild.core.config import compose
+
+    return int(compose([], conf_dir=ROOT / "conf").source.shard_target_bytes)
+
+
 def shards_of(files: list[File], copies: int) -> list[list[dict]]:
-    """Raw rows, PER_SHARD a shard, for `copies` copies of `files` (copy k under repository `<repo>-k`)."""
+    """Raw rows in shards of about shard_target_bytes() of content, for `copies` copies of `files` (copy k under
+    repository `<repo>-k`), each copy cut the same way."""
     from tests.factories import raw_row
 
-    base = [files[i:i + PER_SHARD] for i in range(0, len(files), PER_SHARD)]
+    target, base, size = shard_target_bytes(), [[]], 0
+    for f in files:
+        if size >= target:
+            base, size = [*base, []], 0
+        base[-1].append(f)
+        size += len(f.text.encode("utf-8"))
     return [[raw_row(f.repo_name if copy == 0 else f"{f.repo_name}-{copy}", f.path, f.text, language=f.language,
                      is_vendor=f.is_vendor, is_generated=f.is_generated, license_type=f.license_type)
              for f in shard] for copy in range(copies) for shard in base]
@@ -376,7 +389,7 @@ def compare(tmp: Path, files: list[File]) -> tuple[dict, dict[str, dict]]:
     for f in files:
         languages[f.language or "(none)"] = languages.get(f.language or "(none)", 0) + 1
     top = ", ".join(f"{k} {v}" for k, v in sorted(languages.items(), key=lambda kv: -kv[1])[:12])
-    print(f"corpus: {n} files, {mb(size):.1f} MB of content, {n_shards} shards of <= {PER_SHARD} rows; "
+    print(f"corpus: {n} files, {mb(size):.1f} MB of content, {n_shards} shards of ~{mb(shard_target_bytes()):.0f} MB; "
           f"{len(languages)} languages ({top}, ...); {sum(f.is_generated for f in files)} generated, "
           f"{sum(f.is_vendor for f in files)} vendored, {sum(not f.text for f in files)} empty")
     print(f"best of {REPEATS} runs each, {WORKERS} workers")

@@ -482,7 +482,9 @@ def test_rules_sharing_a_feature_compute_it_once_and_must_agree():
     b = LowAlpha(min_alpha_fraction=0.5, alnum_languages=("WebAssembly",))
     shared = RuleSet({"low_alpha": a, "very_low_alpha": b, "long": LongLines(10, 20, [], 30), "lines": MaxLines(3)})
     assert [f.name for f in shared.features].count("letter_chars") == 1
-    assert [f.name for f in shared.features].count("line_lengths") == 1
+    assert [f.name for f in shared.features].count("n_lines") == 1
+    # Line and letter counts come from one pass over the text, not one a feature.
+    assert len({f.native.scan for f in shared.natives}) == 1
     with pytest.raises(ValueError, match="letter_chars"):
         RuleSet({"low_alpha": a, "other": LowAlpha(min_alpha_fraction=0.5, alnum_languages=["Python"])})
 
@@ -613,3 +615,43 @@ def test_parallel_workers_share_the_cores_among_their_duckdb_threads(monkeypatch
     assert LocalExecutor(2).threads_per_task(tasks=1) == 8  # one task runs alone, in this process
     assert LocalExecutor(16).threads_per_task(tasks=40) == 1
     assert RayExecutor().threads_per_task(tasks=10) == 1  # a Ray task is given one CPU
+
+
+# Pieces that make near-misses of The Stack v2's encoded-data patterns: hex bytes with and without 0x/\x and
+# commas, \u escapes, base64 runs that end a few bytes short, words around them, non-ASCII and whitespace.
+ENCODED_PIECES = ["0x", "\\x", "\\u", "ab", "0F", "7", "123", "deadbeef", ",", ", ", " ", "  ", "\n", "\t", "\r", "\f",
+                  "\v", "g", "_", "x", "é", "=", "+", "/", "==\n", "A" * 20, "Zm9v" * 7, "\\u00e9", "0x1f,", "\\x0a"]
+
+
+def encoded_text(rng: random.Random) -> str:
+    """A text of runs of ENCODED_PIECES, some repeated enough to match, some a little too few times."""
+    parts = []
+    for _ in range(rng.randint(0, 40)):
+        piece = rng.choice(ENCODED_PIECES)
+        parts.append(piece * rng.choice([1, 1, 2, 7, 8, 9, 16]) if rng.random() < 0.3 else piece)
+    return "".join(parts)
+
+
+def test_encoded_data_prefilter_finds_every_match_re2_and_python_find():
+    """The compiled runs in front of RE2 (filters/encoded.py) leave out only files without a match: the longest
+    and summed match lengths equal RE2's run on every file and Python's `re` (the reference)."""
+    from starbuild.filters.encoded import KNOWN_RUNS, EncodedScan
+
+    patterns = tuple(KNOWN_RUNS)
+    rng = random.Random(11)
+    texts = [encoded_text(rng) for _ in range(4000)] + [None, ""]
+    content = raw_table([raw_row("r", f"{i}", t or "") for i, t in enumerate(texts)]).column("content")
+    fast = EncodedScan(patterns)(content)
+    # The same patterns in a group are not KNOWN_RUNS' keys, so RE2 runs on every file.
+    plain = EncodedScan(tuple(f"(?:{p})" for p in patterns))(content)
+    assert not set(plain) ^ set(fast)
+    for name in fast:
+        assert fast[name].to_pylist() == plain[name].to_pylist(), name
+    regexes = [reference.python_pattern(p) for p in patterns]
+    matched = 0
+    for i, text in enumerate(texts):
+        lengths = [len(m.group()) for regex in regexes for m in regex.finditer(text or "")]
+        assert fast["longest_match"][i].as_py() == max(lengths, default=0), repr(text)
+        assert fast["matched_chars"][i].as_py() == sum(lengths), repr(text)
+        matched += bool(lengths)
+    assert 400 < matched < 3600  # both kinds of text are common, so the comparison is not vacuous

@@ -18,37 +18,41 @@ from starbuild.core.schemas import UNKNOWN_LANGUAGE
 FUNNEL_COLUMNS = ("step", "rule", "files", "bytes", "dropped_files", "dropped_bytes")
 
 
-def _files_and_bytes(mask: np.ndarray, sizes: np.ndarray) -> dict[str, int]:
-    return {"files": int(mask.sum()), "bytes": int(sizes[mask].sum())}
-
-
-def _counts(verdicts: Mapping[str, np.ndarray], first: Sequence[str | None], sizes: np.ndarray) -> dict[str, Any]:
-    """In, kept, and dropped per rule (every failing rule, and the first one alone) for one group of rows."""
-    kept = np.array([reason is None for reason in first], dtype=bool)
-    first_arr = np.array(first, dtype=object)
-    return {
-        "input_files": len(sizes),
-        "input_bytes": int(sizes.sum()),
-        "kept_files": int(kept.sum()),
-        "kept_bytes": int(sizes[kept].sum()),
-        "dropped": {reason: _files_and_bytes(mask, sizes) for reason, mask in verdicts.items()},
-        "dropped_first": {reason: _files_and_bytes(first_arr == reason, sizes) for reason in verdicts},
-    }
+def _per_reason(files: np.ndarray, size: np.ndarray, reasons: Sequence[str]) -> dict[str, dict[str, int]]:
+    return {reason: {"files": int(files[k]), "bytes": int(size[k])} for k, reason in enumerate(reasons)}
 
 
 def shard_counts(verdicts: Mapping[str, np.ndarray], first: Sequence[str | None], sizes: Sequence[int],
                  languages: Sequence[str | None]) -> dict[str, Any]:
     """The funnel counts of one shard: totals, and the same per language (null as UNKNOWN_LANGUAGE)."""
+    reasons = list(verdicts)
     sizes_arr = np.asarray(sizes, dtype=np.int64)
-    counts = _counts(verdicts, first, sizes_arr)
-    groups: dict[str, list[int]] = {}
-    for row, language in enumerate(languages):
-        groups.setdefault(language or UNKNOWN_LANGUAGE, []).append(row)
-    counts["languages"] = {
-        language: _counts({r: m[rows] for r, m in verdicts.items()}, [first[i] for i in rows], sizes_arr[rows])
-        for language, rows in sorted(groups.items())
-    }
-    return counts
+    first_arr = np.array(first, dtype=object)
+    # Rows: the input, the kept, then each reason's drops, then each reason's first drops; columns: the shard's rows.
+    dropped = np.array([verdicts[reason] for reason in reasons], dtype=bool).reshape(len(reasons), len(sizes_arr))
+    firsts = np.array([first_arr == reason for reason in reasons], dtype=bool).reshape(dropped.shape)
+    masks = np.vstack([np.ones((1, len(sizes_arr)), bool), ~firsts.any(axis=0, keepdims=True), dropped, firsts])
+    names, group = np.unique(np.array([language or UNKNOWN_LANGUAGE for language in languages], dtype=object),
+                             return_inverse=True)
+    # Column 0: the whole shard; column 1 + g: language g. One product counts every group's files and bytes.
+    groups = np.zeros((len(sizes_arr), 1 + len(names)), dtype=np.int64)
+    groups[:, 0] = 1
+    groups[np.arange(len(sizes_arr)), 1 + group.reshape(-1)] = 1
+    files = masks.astype(np.int64) @ groups
+    size = (masks * sizes_arr) @ groups
+    n = len(reasons)
+
+    def counts(column: int) -> dict[str, Any]:
+        return {
+            "input_files": int(files[0, column]),
+            "input_bytes": int(size[0, column]),
+            "kept_files": int(files[1, column]),
+            "kept_bytes": int(size[1, column]),
+            "dropped": _per_reason(files[2:2 + n, column], size[2:2 + n, column], reasons),
+            "dropped_first": _per_reason(files[2 + n:, column], size[2 + n:, column], reasons),
+        }
+
+    return {**counts(0), "languages": {str(name): counts(1 + g) for g, name in enumerate(names)}}
 
 
 def funnel_rows(metrics: Mapping[str, Any], reasons: Sequence[str]) -> list[dict[str, Any]]:

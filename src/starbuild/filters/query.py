@@ -20,7 +20,6 @@ import pyarrow as pa
 from omegaconf import OmegaConf
 
 from starbuild.core.config import locate
-from starbuild.filters import html
 from starbuild.filters.rules import BadThreshold, Feature, Rule
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -151,16 +150,9 @@ class RuleSet:
                     self.natives)
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    """A new DuckDB connection the rules can run on (with the functions their SQL calls)."""
-    con = duckdb.connect()
-    html.register(con)
-    return con
-
-
 @functools.lru_cache(maxsize=1)
 def _connection_of(pid: int) -> duckdb.DuckDBPyConnection:
-    return connect()
+    return duckdb.connect()
 
 
 def process_connection(threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -187,10 +179,14 @@ def first_reasons(verdicts: Mapping[str, np.ndarray], n_rows: int) -> list[str |
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str, table: pa.Table, natives: tuple[Feature, ...]) -> pa.Table:
     """Run `sql` on `table`'s row numbers, `content`, _TABLE_COLUMNS and `natives`, registered as `shard`."""
-    content = table.column("content")
-    columns = {"row_idx": pa.array(range(table.num_rows), pa.int64()), "content": content,
+    scanned: dict[Any, Mapping[str, pa.Array]] = {}  # features sharing a scan share its one call
+    for feature in natives:
+        key = (feature.native.scan, feature.native.reads)
+        if key not in scanned:
+            scanned[key] = feature.native.scan(*(table.column(name) for name in feature.native.reads))
+    columns = {"row_idx": pa.array(range(table.num_rows), pa.int64()), "content": table.column("content"),
                **{name: table.column(name) for name in _TABLE_COLUMNS},
-               **{feature.name: feature.native(content) for feature in natives}}
+               **{f.name: scanned[f.native.scan, f.native.reads][f.native.column] for f in natives}}
     con.register("shard", pa.table(columns))
     try:
         return con.execute(sql).to_arrow_table()

@@ -7,9 +7,10 @@ dropped. Thresholds reach the SQL as literals: `$name` in a predicate is the val
 Features read `text` (`content`, NULL as ''), `language`, `path`, `is_generated`, `is_vendor`,
 `license_type` and the features they need. Lines are the pieces of `text` split on '\n' (a trailing
 newline adds an empty last line, '\r' is a character); lengths are Unicode code points.
-"Alphabetic" is Python's `str.isalpha` and "alphanumeric" its `str.isalnum`, counted natively
-(filters/letters.py). Patterns are RE2's: `\b`, `\w` and `\s` are ASCII classes (`\s` is
-[\t\n\f\r ]), and `(?i)` folds case by Unicode simple case folding.
+"Alphabetic" is Python's `str.isalpha` and "alphanumeric" its `str.isalnum`. Line and character
+counts come from one compiled pass (filters/text_stats.py), the encoded-data matches from RE2 behind
+a compiled prefilter (filters/encoded.py). Patterns are RE2's: `\b`, `\w` and `\s` are ASCII classes
+(`\s` is [\t\n\f\r ]), and `(?i)` folds case by Unicode simple case folding.
 """
 
 from __future__ import annotations
@@ -21,29 +22,43 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
+import re2
 
-from starbuild.filters import html, letters
+from starbuild.filters import encoded, html, text_stats
+
+
+@dataclass(frozen=True)
+class Native:
+    """`column` of what `scan` computes in Python from the shard's columns `reads` (one value per row each);
+    features with equal scans share one call."""
+
+    scan: Callable[..., Mapping[str, pa.Array]]
+    column: str
+    reads: tuple[str, ...] = ("content",)
 
 
 @dataclass(frozen=True)
 class Feature:
     """A named per-file value: `sql` may read the base columns, `needs` and `$param` of `params`; or, where
-    SQL is slow, `native` computes it in Python from the `content` column (one value per row)."""
+    SQL is slow, `native` computes it in Python from the shard's columns."""
 
     name: str
     sql: str = ""
     needs: tuple[Feature, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
-    native: Callable[[pa.ChunkedArray], pa.Array] | None = None
+    native: Native | None = None
 
 
-LINE_LENGTHS = Feature("line_lengths", "list_transform(string_split(text, chr(10)), lambda line: length(line))")
-N_LINES = Feature("n_lines", "len(line_lengths)", needs=(LINE_LENGTHS,))
-MAX_LINE_LENGTH = Feature("max_line_length", "list_max(line_lengths)", needs=(LINE_LENGTHS,))
-AVG_LINE_LENGTH = Feature("avg_line_length", "list_sum(line_lengths) / len(line_lengths)", needs=(LINE_LENGTHS,))
-N_CHARS = Feature("n_chars", "length(text)")
+def _text_stat(name: str) -> Feature:
+    return Feature(name, native=Native(text_stats.text_stats, name))
+
+
+N_CHARS = _text_stat("n_chars")
+N_LINES = _text_stat("n_lines")
+MAX_LINE_LENGTH = _text_stat("max_line_length")
+# The lines' lengths add up to the characters other than the newlines between them.
+AVG_LINE_LENGTH = Feature("avg_line_length", "(n_chars - (n_lines - 1)) / n_lines", needs=(N_CHARS, N_LINES))
 # The last path segment, and its extension and stem as Python's os.path.splitext cuts them (a name's
 # leading dots never start an extension: '.bashrc' has none).
 FILE_NAME = Feature("file_name", r"regexp_extract(coalesce(path, ''), '[^/]*$')")
@@ -53,26 +68,21 @@ FILE_EXTENSION = Feature("file_extension", r"regexp_extract(file_name, '^.*[^.].
 
 
 def head_lines(n: int) -> Feature:
-    """The first `n` lines of the file with the newlines between them (RE2 reads no further)."""
-    return Feature("head", "regexp_extract(text, $pattern)", params={"pattern": f"^(?:[^\\n]*\\n){{0,{n - 1}}}[^\\n]*"})
+    """The first `n` lines of the file with the newlines between them."""
+    return Feature("head", native=Native(text_stats.HeadLines(n), "head"))
 
 
-def match_lengths(patterns: Sequence[str]) -> Feature:
-    """The length of every match of every pattern (leftmost-first, non-overlapping, pattern by pattern)."""
-    parts = [f"list_transform(regexp_extract_all(text, $p{i}), m -> length(m))" for i in range(len(patterns))]
-    params = {f"p{i}": p for i, p in enumerate(patterns)}
-    if len(parts) <= 1:
-        return Feature("match_lengths", parts[0] if parts else "[]::BIGINT[]", params=params)
-    # One scan for all the patterns first: most files match none, and each pattern's own scan costs as much.
-    union = "|".join(f"(?:{p})" for p in patterns)
-    sql = f"CASE WHEN regexp_matches(text, $any) THEN list_concat({', '.join(parts)}) ELSE []::BIGINT[] END"
-    return Feature("match_lengths", sql, params={**params, "any": union})
+def encoded_matches(patterns: Sequence[str]) -> tuple[Feature, Feature]:
+    """The longest match (0 when none) and all matched characters, over every match of every pattern
+    (leftmost-first, non-overlapping, pattern by pattern): see filters/encoded.py."""
+    scan = encoded.EncodedScan(tuple(patterns))
+    return Feature(encoded.LONGEST, native=Native(scan, encoded.LONGEST)), \
+        Feature(encoded.MATCHED, native=Native(scan, encoded.MATCHED))
 
 
 def html_text_chars(languages: Sequence[str]) -> Feature:
     """Code points of the visible text of files in `languages` (NULL for others): see filters/html.py."""
-    sql = f"CASE WHEN coalesce(list_contains($languages, language), false) THEN {html.SQL_NAME}(text) END"
-    return Feature("html_text_chars", sql, params={"languages": tuple(languages)})
+    return Feature(html.COLUMN, native=Native(html.HtmlScan(tuple(languages)), html.COLUMN, ("content", "language")))
 
 
 def literal_pattern(words: Sequence[str], whole: bool = False) -> str:
@@ -83,8 +93,8 @@ def literal_pattern(words: Sequence[str], whole: bool = False) -> str:
     return f"(?i)^(?:{body})$" if whole else f"(?i){body}"
 
 
-ALPHA_CHARS = Feature("alpha_chars", native=letters.alpha_chars)
-ALNUM_CHARS = Feature("alnum_chars", native=letters.alnum_chars)
+ALPHA_CHARS = _text_stat("alpha_chars")
+ALNUM_CHARS = _text_stat("alnum_chars")
 
 
 def letter_chars(alnum_languages: Sequence[str]) -> Feature:
@@ -152,15 +162,14 @@ class Rule(ABC):
             raise BadThreshold(key, f"must be true or false, got {getattr(self, key)!r}")
 
     def _check_patterns(self, key: str) -> None:
-        """Every entry of `key` compiles as an RE2 pattern (what DuckDB runs)."""
+        """Every entry of `key` compiles as an RE2 pattern."""
         self._check_names(key, "RE2 patterns")
-        with duckdb.connect() as con:
-            for pattern in getattr(self, key):
-                try:
-                    con.execute("SELECT regexp_matches('', $p)", {"p": pattern})
-                except duckdb.Error as err:
-                    reason = " ".join(str(err).split())
-                    raise BadThreshold(key, f"has {pattern!r}, which is not an RE2 pattern ({reason})") from err
+        for pattern in getattr(self, key):
+            try:
+                encoded.compile_pattern(pattern)
+            except re2.error as err:
+                reason = err.args[0].decode() if err.args and isinstance(err.args[0], bytes) else str(err)
+                raise BadThreshold(key, f"has {pattern!r}, which is not an RE2 pattern ({reason})") from err
 
 
 @dataclass(frozen=True)
@@ -268,11 +277,11 @@ class EncodedData(Rule):
         self._check_float("max_matched_fraction", 0.0, 1.0)
 
     def features(self) -> tuple[Feature, ...]:
-        return (N_CHARS, match_lengths(self.patterns))
+        return (N_CHARS, *encoded_matches(self.patterns))
 
     def predicate(self) -> str:
-        return """coalesce(list_max(match_lengths), 0) > $max_match_length
-            OR (n_chars > 0 AND coalesce(list_sum(match_lengths), 0) / n_chars > $max_matched_fraction)"""
+        return f"""{encoded.LONGEST} > $max_match_length
+            OR (n_chars > 0 AND {encoded.MATCHED} / n_chars > $max_matched_fraction)"""
 
 
 @dataclass(frozen=True)
@@ -403,12 +412,14 @@ class ExcludedExtensions(Rule):
         return loaded
 
     def features(self) -> tuple[Feature, ...]:
-        return (FILE_EXTENSION,)
+        return (FILE_EXTENSION,) if self.pairs else ()
 
     def params(self) -> dict[str, Any]:
         return {"pairs": list(self.pairs)}
 
     def predicate(self) -> str:
+        if not self.pairs:  # an empty list excludes nothing: no file's extension need be cut out
+            return "false"
         return "list_contains($pairs, coalesce(language, '') || chr(9) || lower(file_extension))"
 
 
