@@ -28,6 +28,11 @@ hangs, both engines are compared again with 1 worker.
 
 Memory: starbuild alone at 1x, 2x and 4x the corpus (copies under distinct repository names, shards of the same
 size, so only the number of shards grows); its peak RSS should stay flat (max/min <= 1.2).
+
+Past the fixed start-up (pool, imports, compiled code): each engine runs REPEATS times at 1x and at
+MARGINAL_COPIES x the corpus, alternately (so a slow spell of this shared machine slows both), and its rate is
+the extra bytes over the extra seconds between the best of each. starbuild's 1x run takes about a second, so
+the multiple must be large for the difference to stand above the noise.
 Run: `.venv/bin/python bench/bench_filter.py`.
 """
 
@@ -70,6 +75,7 @@ SOURCES = (
 )
 MAX_FILE_BYTES = 1_000_000
 SCALING = (1, 2, 4)
+MARGINAL_COPIES = 8
 REPEATS = 3
 WORKERS = os.cpu_count() or 1
 DATATROVE_TIMEOUT_S = 300
@@ -202,13 +208,16 @@ def run_child(engine: str, work: Path, workers: int, timeout: float) -> dict:
     return json.loads(line.removeprefix("RESULT "))
 
 
+def run_child_fresh(engine: str, work: Path, workers: int, timeout: float = TIMEOUT_S) -> dict:
+    """One run of `engine` on `work`, from a fresh start (datatrove skips the tasks its logs say are done)."""
+    if engine == "datatrove":
+        shutil.rmtree(work / "dt", ignore_errors=True)
+    return run_child(engine, work, workers, timeout)
+
+
 def best_of(engine: str, work: Path, workers: int, timeout: float = TIMEOUT_S) -> dict:
     """The fastest of REPEATS fresh runs (other jobs share the CPUs), with the largest peak RSS seen."""
-    runs = []
-    for _ in range(REPEATS):
-        if engine == "datatrove":  # a fresh start: datatrove skips the tasks its logs say are done
-            shutil.rmtree(work / "dt", ignore_errors=True)
-        runs.append(run_child(engine, work, workers, timeout))
+    runs = [run_child_fresh(engine, work, workers, timeout) for _ in range(REPEATS)]
     best = min(runs, key=lambda r: r["seconds"])
     return {**best, "cpu_seconds": min(r["cpu_seconds"] for r in runs),
             "peak_tree_rss": max(r["peak_tree_rss"] for r in runs)}
@@ -424,13 +433,8 @@ def compare(tmp: Path, files: list[File]) -> tuple[dict, dict[str, dict]]:
     return first, ({"datatrove": theirs, "duckdb": limit} if workers == WORKERS else {"duckdb": limit})
 
 
-def memory(tmp: Path, files: list[File], first: dict, others: dict[str, dict]) -> None:
-    """starbuild's peak RSS (process + workers) at each SCALING multiple of the corpus: flat within +-20%.
-
-    At the largest multiple datatrove and DuckDB run again, so the ratios are also given for the
-    throughput past each engine's fixed start-up cost (pool, imports, compiled code): the extra bytes
-    over the extra seconds between 1x and the largest multiple.
-    """
+def memory(tmp: Path, files: list[File], first: dict) -> None:
+    """starbuild's peak RSS (process + workers) at each SCALING multiple of the corpus: flat within +-20%."""
     results = {}
     for copies in SCALING:
         work = tmp / f"scale-{copies}"
@@ -438,22 +442,29 @@ def memory(tmp: Path, files: list[File], first: dict, others: dict[str, dict]) -
         results[copies] = first if copies == 1 else best_of("starbuild", work, WORKERS)
         print(line(f"starbuild {copies}x ({n_shards} shards)", results[copies], n, size))
     last = SCALING[-1]
-    work = tmp / f"scale-{last}"
-    extra = (last - 1) * sum(len(f.text.encode("utf-8")) for f in files)
-    marginal = {"starbuild": extra / (results[last]["seconds"] - first["seconds"])}
-    for engine, at_1x in others.items():
-        at_last = best_of(engine, work, WORKERS, timeout=DATATROVE_TIMEOUT_S * last)
-        marginal[engine] = extra / (at_last["seconds"] - at_1x["seconds"])
-    rates = ", ".join(f"{k} {mb(v):.1f} MB/s" for k, v in marginal.items())
-    print(f"past the fixed cost (1x -> {last}x, {WORKERS} workers): {rates}")
-    if "datatrove" in marginal:
-        print(f"  starbuild/datatrove: {marginal['starbuild'] / marginal['datatrove']:.2f}x (target >= 10)")
-    print(f"  DuckDB line stats/starbuild: {marginal['duckdb'] / marginal['starbuild']:.2f} (target <= 4)")
     rss = [r["peak_tree_rss"] for r in results.values()]
     print("peak RSS " + ", ".join(f"{c}x {mb(r['peak_tree_rss']):.0f} MB" for c, r in results.items())
           + f"; max/min {max(rss) / min(rss):.2f} (target <= 1.2)")
     print(f"time {last}x / 1x: wall {results[last]['seconds'] / first['seconds']:.2f}, "
           f"CPU {results[last]['cpu_seconds'] / first['cpu_seconds']:.2f} (linear: {last})")
+
+
+def marginal(tmp: Path, files: list[File], engines: list[str]) -> None:
+    """Each engine's rate past its fixed start-up cost: runs at 1x and MARGINAL_COPIES x alternate, best of each."""
+    small, large = tmp / "compare", tmp / f"scale-{MARGINAL_COPIES}"
+    write_inputs(large, files, MARGINAL_COPIES)
+    extra = (MARGINAL_COPIES - 1) * sum(len(f.text.encode("utf-8")) for f in files)
+    rates = {}
+    for engine in engines:
+        timeout = DATATROVE_TIMEOUT_S * MARGINAL_COPIES
+        pairs = [(run_child_fresh(engine, small, WORKERS, timeout), run_child_fresh(engine, large, WORKERS, timeout))
+                 for _ in range(REPEATS)]
+        rates[engine] = extra / (min(b["seconds"] for _, b in pairs) - min(a["seconds"] for a, _ in pairs))
+    print(f"past the fixed cost (1x -> {MARGINAL_COPIES}x alternately, best of {REPEATS} each, {WORKERS} workers): "
+          + ", ".join(f"{k} {mb(v):.1f} MB/s" for k, v in rates.items()))
+    if "datatrove" in rates:
+        print(f"  starbuild/datatrove: {rates['starbuild'] / rates['datatrove']:.2f}x (target >= 10)")
+    print(f"  DuckDB line stats/starbuild: {rates['duckdb'] / rates['starbuild']:.2f} (target <= 4)")
 
 
 def main() -> None:
@@ -464,7 +475,8 @@ def main() -> None:
     files = corpus()
     with tempfile.TemporaryDirectory(prefix="bench-filter-") as tmp:
         first, others = compare(Path(tmp), files)
-        memory(Path(tmp), files, first, others)
+        memory(Path(tmp), files, first)
+        marginal(Path(tmp), files, ["starbuild", *others])
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
