@@ -96,8 +96,8 @@ def _scan_runs(data: np.ndarray, offsets: np.ndarray, members: np.ndarray, count
     total = np.zeros(n, dtype=np.int64)
     for text in range(n):
         i, end = offsets[text], offsets[text + 1]
-        # A run holding min_count counted bytes is at least min_count long: look at the last byte of each
-        # window of that length first, so a text of short runs is read a fraction of a byte at a time.
+        # A run that can hold a match is at least min_length long: look at the last byte of each window of
+        # that length first, so a text of short runs is read a fraction of a byte at a time.
         while i + min_length <= end:
             k = i + min_length - 1
             while k >= i and members[data[k]]:
