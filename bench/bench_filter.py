@@ -33,6 +33,8 @@ Past the fixed start-up (pool, imports, compiled code): each engine runs REPEATS
 MARGINAL_COPIES x the corpus, alternately (so a slow spell of this shared machine slows both), and its rate is
 the extra bytes over the extra seconds between the best of each. starbuild's 1x run takes about a second, so
 the multiple must be large for the difference to stand above the noise.
+Parts: where one core's time goes, each part of the filter timed alone over the 1x shards in one process
+(reading, each native scan, DuckDB's query, the funnel and kept rows, writing), best of REPEATS passes.
 Run: `.venv/bin/python bench/bench_filter.py`.
 """
 
@@ -170,10 +172,54 @@ def child_duckdb(work: Path) -> dict:
     return tree.result(seconds, workers=threads, files=files, lines=int(lines), longest=longest, average=average)
 
 
+def child_parts(work: Path) -> dict:
+    """One core's seconds in each part of filtering work/data/raw, in this process, best of REPEATS passes."""
+    import numpy as np
+    import pyarrow as pa
+
+    from starbuild.core.config import compose
+    from starbuild.core.shards import list_shards, read_shard, write_shard
+    from starbuild.filters.funnel import shard_counts
+    from starbuild.filters.query import first_reasons, process_connection, rules_from_config
+
+    rules = rules_from_config(compose(["experiment=smoke"], conf_dir=ROOT / "conf").filter.rules, ROOT)
+    con = process_connection(1)
+    scans = dict.fromkeys((f.native.scan, f.native.reads) for f in rules.natives)  # in rule order
+    names = {key: getattr(key[0], "__name__", type(key[0]).__name__) for key in scans}
+    passes = []
+    for _ in range(REPEATS + 1):  # the first pass loads the compiled code and warms the caches: not counted
+        seconds = dict.fromkeys(["read", *names.values(), "query", "funnel and kept rows", "write"], 0.0)
+        for path in list_shards(work / "data" / "raw"):
+            start = time.perf_counter()
+            table = read_shard(path)
+            seconds["read"] += time.perf_counter() - start
+            for key, name in names.items():
+                start = time.perf_counter()
+                key[0](*(table.column(column) for column in key[1]))
+                seconds[name] += time.perf_counter() - start
+            start = time.perf_counter()
+            verdicts = rules.verdicts(table, con)  # its natives again: subtracted below
+            seconds["query"] += time.perf_counter() - start
+            start = time.perf_counter()
+            first = first_reasons(verdicts, table.num_rows)
+            shard_counts(verdicts, first, table.column("length_bytes").to_pylist(),
+                         table.column("language").to_pylist())
+            kept = table.filter(pa.array(np.array([reason is None for reason in first], bool)))
+            seconds["funnel and kept rows"] += time.perf_counter() - start
+            start = time.perf_counter()
+            write_shard(kept, work / "parts.parquet")
+            seconds["write"] += time.perf_counter() - start
+        seconds["query"] -= sum(seconds[name] for name in names.values())
+        passes.append(seconds)
+    return {name: min(p[name] for p in passes[1:]) for name in passes[0]}
+
+
 def child_main(argv: list[str]) -> None:
-    """`--child ENGINE WORK WORKERS` (starbuild, datatrove or duckdb): print the result as one JSON line."""
+    """`--child ENGINE WORK WORKERS` (starbuild, datatrove, duckdb or parts): print the result as one JSON line."""
     engine, work, workers = argv[0], Path(argv[1]), int(argv[2])
-    if engine == "starbuild":
+    if engine == "parts":
+        result = child_parts(work)
+    elif engine == "starbuild":
         result = child_starbuild(work, workers)
     elif engine == "datatrove":
         result = child_datatrove(work, workers)
@@ -467,6 +513,14 @@ def marginal(tmp: Path, files: list[File], engines: list[str]) -> None:
     print(f"  DuckDB line stats/starbuild: {rates['duckdb'] / rates['starbuild']:.2f} (target <= 4)")
 
 
+def parts(tmp: Path) -> None:
+    """Where one core's time goes: each part of the filter alone over the 1x shards, in one process."""
+    seconds = run_child("parts", tmp / "compare", 1, TIMEOUT_S)
+    total = sum(seconds.values())
+    print(f"one core, one process, 1x shards: {total:.3f} s; "
+          + ", ".join(f"{name} {value:.3f} s ({100 * value / total:.0f}%)" for name, value in seconds.items()))
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
         child_main(sys.argv[2:])
@@ -477,6 +531,7 @@ def main() -> None:
         first, others = compare(Path(tmp), files)
         memory(Path(tmp), files, first)
         marginal(Path(tmp), files, ["starbuild", *others])
+        parts(Path(tmp))
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
