@@ -13,6 +13,7 @@ Memory holds one shard's texts in a task, plus the edges and components (rows th
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,16 +22,13 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
-from starbuild.clean_sources.sources import Source, position, sort_keys
+from starbuild.clean_sources.sources import TEXT, Source, position, sort_keys
 from starbuild.core.shards import read_shard
 from starbuild.dedup import near
 from starbuild.dedup.minhash import MinHashParams
 from starbuild.executors import Executor
 
 log = logging.getLogger(__name__)
-
-TEXT = "text"
-
 
 @dataclass(frozen=True)
 class _SignShard:
@@ -65,17 +63,22 @@ def row_counts(shards: list[Path]) -> list[int]:
     return [pq.ParquetFile(shard).metadata.num_rows for shard in shards]
 
 
+def starts_of(counts: list[int]) -> list[int]:
+    """The position in the source of the first row of each shard of `counts` rows."""
+    return list(itertools.accumulate(counts[:-1], initial=0)) if counts else []
+
+
 def first_rows(shards: list[Path]) -> list[int]:
     """The position in the source of each shard's first row."""
-    counts = row_counts(shards)
-    return [sum(counts[:index]) for index in range(len(counts))]
+    return starts_of(row_counts(shards))
 
 
 def texts_of(shards: list[Path], docs: set[str]) -> dict[str, str]:
     """The text of every id in `docs`, read shard by shard (the ids' positions say which rows)."""
     wanted = sorted(docs, key=position)
     found: dict[str, str] = {}
-    for shard, first, rows in zip(shards, first_rows(shards), row_counts(shards), strict=True):
+    counts = row_counts(shards)
+    for shard, first, rows in zip(shards, starts_of(counts), counts, strict=True):
         members = [doc for doc in wanted if first <= position(doc) < first + rows]
         if members:
             texts = read_shard(shard, columns=[TEXT]).column(TEXT).to_pylist()
@@ -89,7 +92,7 @@ def near_duplicates(source: Source, shards: list[Path], params: MinHashParams, v
     work = work / source.name
     work.mkdir(parents=True, exist_ok=True)
     counts = row_counts(shards)
-    starts = first_rows(shards)
+    starts = starts_of(counts)
     # A shard without rows has nothing to sign (and no band file).
     tasks = [(shard, start, work / f"bands-{index:05d}.parquet") for index, (shard, start, rows)
              in enumerate(zip(shards, starts, counts, strict=True)) if rows]

@@ -18,10 +18,8 @@ from starbuild.clean.decontaminate import hits_per_row, rows_per_benchmark
 from starbuild.clean.malware import remove_malware
 from starbuild.clean.redact import per_kind, redact_texts
 from starbuild.clean.stage import Cleaners
-from starbuild.clean_sources.sources import Source, row_ids
+from starbuild.clean_sources.sources import TEXT, Source, row_ids
 from starbuild.core.shards import read_shard, write_shard
-
-TEXT = "text"
 
 
 def drop_near_duplicates(table: pa.Table, source: Source, removed: list[int]) -> tuple[pa.Table, dict[str, Any]]:

@@ -15,6 +15,8 @@ import pyarrow as pa
 
 from starbuild.core import layout, schemas
 
+# The column every source's text is in (what is signed, scanned, decontaminated and redacted).
+TEXT = "text"
 # Joins a key's fields into one sortable string: below every character of a repository name, path or number,
 # so comparing the strings compares the keys field by field ("a" < "ab" as ("a", …) < ("ab", …)).
 KEY_SEPARATOR = "\x01"

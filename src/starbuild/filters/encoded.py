@@ -59,8 +59,9 @@ KNOWN_RUNS: dict[str, Runs] = {
 }
 
 
+@functools.lru_cache(maxsize=16)
 def _byte_table(chars: str) -> np.ndarray:
-    """bool per byte value: whether it is one of `chars` (ASCII)."""
+    """bool per byte value: whether it is one of `chars` (ASCII); built once per set (read only)."""
     table = np.zeros(256, dtype=np.bool_)
     table[[ord(c) for c in chars]] = True
     return table

@@ -69,7 +69,7 @@ FILE_EXTENSION = Feature("file_extension", r"regexp_extract(file_name, '^.*[^.].
 
 def head_lines(n: int) -> Feature:
     """The first `n` lines of the file with the newlines between them."""
-    return Feature("head", native=Native(text_stats.HeadLines(n), "head"))
+    return Feature(text_stats.HEAD, native=Native(text_stats.HeadLines(n), text_stats.HEAD))
 
 
 def encoded_matches(patterns: Sequence[str]) -> tuple[Feature, Feature]:

@@ -19,6 +19,8 @@ import pyarrow as pa
 from starbuild.utf8 import utf8_buffers
 
 _ALPHA, _ALNUM = np.uint8(1), np.uint8(2)
+# The column of HeadLines.
+HEAD = "head"
 # The columns of `text_stats`, in the order the kernel fills them.
 COLUMNS = ("n_chars", "n_lines", "max_line_length", "alpha_chars", "alnum_chars")
 
@@ -100,7 +102,7 @@ def _heads(data: np.ndarray, offsets: np.ndarray, lines: int) -> tuple[np.ndarra
 
 @dataclass(frozen=True)
 class HeadLines:
-    """The first `lines` lines of each text with the newlines between them ('' for a null), as column `head`."""
+    """The first `lines` lines of each text with the newlines between them ('' for a null), as column HEAD."""
 
     lines: int
 
@@ -108,4 +110,4 @@ class HeadLines:
         data, offsets = utf8_buffers(texts)
         heads, head_offsets = _heads(data, offsets, self.lines)
         array = pa.LargeStringArray.from_buffers(len(head_offsets) - 1, pa.py_buffer(head_offsets), pa.py_buffer(heads))
-        return {"head": array}
+        return {HEAD: array}
