@@ -13,6 +13,8 @@ import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,6 +25,7 @@ from starbuild.core.schemas import FILTER_REJECTS, RAW, UNKNOWN_LANGUAGE, Schema
 from starbuild.core.shards import list_shards, read_shard, write_shard
 from starbuild.core.stage import StageError
 from starbuild.filters import rules as rules_module
+from starbuild.filters import text_stats
 from starbuild.filters.query import RuleSet, rules_from_config
 from starbuild.filters.rules import LongLines, LowAlpha, MaxLines, Rule
 from starbuild.filters.stage import FUNNEL_PLOT, run_filter
@@ -506,6 +509,31 @@ def test_letter_classes_match_python_on_all_assigned_code_points():
         test = str.isalnum if row["language"] == "WebAssembly" else str.isalpha
         assert feature["letter_chars"] == sum(map(test, text)), row["path"]
         assert feature["n_chars"] == len(text)
+
+
+def python_text_stats(text: str) -> tuple[int, ...]:
+    lines = text.split("\n")
+    return len(text), len(lines), max(map(len, lines)), sum(map(str.isalpha, text)), sum(map(str.isalnum, text))
+
+
+@pytest.mark.parametrize("skip", [0, 1, 3, 7])
+def test_text_stats_word_at_a_time_equals_python_at_every_alignment(skip):
+    # ASCII is counted eight aligned bytes at a time: texts of every length start and end at every offset
+    # of a word, with newlines, the bytes just around the letter and digit ranges and non-ASCII between.
+    rng = random.Random(skip)
+    edges = "\n\r\t /09:@AZ[`az{\x7f\x00"
+    pools = [edges + "bQ7\n", "abcdefgh \n0123456789ABZ", edges + "é漢😀\u0663\u00aa\u2028"]
+    texts = ["".join(rng.choice(rng.choice(pools)) for _ in range(rng.choice([0, 1, 7, 8, 9, 16, 17, 63, 300])))
+             for _ in range(1500)]
+    texts += ["".join(map(chr, range(128))) * 3, "\n" * 17, "x" * 1000 + "\n"]
+    column = pa.chunked_array([pa.array(texts, pa.large_string()).slice(skip)])  # data no longer starts a text
+    stats = text_stats.text_stats(column)
+    got = list(zip(*(stats[name].to_pylist() for name in text_stats.COLUMNS), strict=True))
+    assert got == [python_text_stats(text) for text in texts[skip:]]
+    unaligned = np.frombuffer(b"-" + "".join(texts).encode(), np.uint8)[1:]
+    copied, words = text_stats._as_words(unaligned)
+    assert unaligned.ctypes.data % 8 and copied.ctypes.data % 8 == 0 and np.array_equal(copied, unaligned)
+    assert words.size == unaligned.size // 8
 
 
 def test_deterministic_and_worker_independent(tmp_path, make_context, smoke_cfg):

@@ -7,6 +7,7 @@ asks every rule's predicate. A dropped file's reason is its first failing rule i
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -150,9 +151,17 @@ class RuleSet:
                     self.natives)
 
 
+@dataclasses.dataclass
+class _Held:
+    """This process's connection and the threads it was last set to."""
+
+    con: duckdb.DuckDBPyConnection
+    threads: int | None = None
+
+
 @functools.lru_cache(maxsize=1)
-def _connection_of(pid: int) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect()
+def _connection_of(pid: int) -> _Held:
+    return _Held(duckdb.connect())
 
 
 def process_connection(threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -161,9 +170,12 @@ def process_connection(threads: int | None = None) -> duckdb.DuckDBPyConnection:
     `threads` caps DuckDB's threads (None: every core), so parallel workers do not oversubscribe the cores.
     """
     # Keyed by the pid, so a forked child never uses its parent's connection.
-    con = _connection_of(os.getpid())
-    con.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
-    return con
+    held = _connection_of(os.getpid())
+    wanted = int(threads or os.cpu_count() or 1)
+    if held.threads != wanted:  # only on a change: a SET costs half a millisecond a shard
+        held.con.execute(f"SET threads = {wanted}")
+        held.threads = wanted
+    return held.con
 
 
 def first_reasons(verdicts: Mapping[str, np.ndarray], n_rows: int) -> list[str | None]:

@@ -32,14 +32,72 @@ def code_point_classes() -> np.ndarray:
     return np.strings.isalpha(points).astype(np.uint8) * _ALPHA | np.strings.isalnum(points).astype(np.uint8) * _ALNUM
 
 
+# Eight bytes at a time (SWAR): ASCII text is most code, and in ASCII isalpha is [A-Za-z] and isalnum adds
+# [0-9], so a word of eight ASCII bytes is counted with a few additions and two bit counts.
+_ONES = np.uint64(0x0101010101010101)
+_HIGH = np.uint64(0x8080808080808080)
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_NEWLINES = np.uint64(0x0A0A0A0A0A0A0A0A)
+_CASE = np.uint64(0x2020202020202020)
+
+
+@numba.njit(inline="always")
+def _bytes_at_least(word: np.uint64, low: int) -> np.uint64:
+    """The high bit of each byte of an all-ASCII `word` that is >= low (adding 0x80 - low cannot carry out)."""
+    return (word + np.uint64(0x80 - low) * _ONES) & _HIGH
+
+
+@numba.njit(inline="always")
+def _count_high_bits(mask: np.uint64) -> int:
+    """How many bytes of `mask` have their high bit set (no other bit is)."""
+    return np.int64(((mask >> np.uint64(7)) * _ONES) >> np.uint64(56))
+
+
+# de Bruijn: the index of the lowest set bit of a 64-bit word, from the top 6 bits of its product.
+_DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_BIT_OF = np.zeros(64, dtype=np.int64)
+_BIT_OF[[((1 << bit) * int(_DE_BRUIJN) % (1 << 64)) >> 58 for bit in range(64)]] = np.arange(64)
+
+
+@numba.njit(inline="always")
+def _lowest_byte(mask: np.uint64) -> int:
+    """The index of the lowest byte whose high bit is set in `mask` (not 0)."""
+    lowest = mask & (~mask + np.uint64(1))
+    return _BIT_OF[(lowest * _DE_BRUIJN) >> np.uint64(58)] >> 3
+
+
 @numba.njit(cache=True, nogil=True)
-def _count(data: np.ndarray, offsets: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """COLUMNS of each text data[offsets[t]:offsets[t+1]] (valid UTF-8 assumed), one row per text."""
+def _count(data: np.ndarray, words: np.ndarray, offsets: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """COLUMNS of each text data[offsets[t]:offsets[t+1]] (valid UTF-8 assumed), one row per text; `words` is
+    `data` read as uint64 (8-byte aligned), for the aligned all-ASCII stretches."""
     out = np.zeros((offsets.size - 1, len(COLUMNS)), dtype=np.int64)
     for text in range(offsets.size - 1):
         i, end = offsets[text], offsets[text + 1]
         chars = newlines = line_start = longest = alpha = alnum = 0
         while i < end:
+            if (i & 7) == 0:
+                while i + 8 <= end:  # aligned all-ASCII words
+                    word = words[i >> 3]
+                    if (word & _HIGH) != 0:
+                        break
+                    lower = word | _CASE  # A-Z to a-z; no other byte lands in a-z
+                    letters = _bytes_at_least(lower, 0x61) & ~_bytes_at_least(lower, 0x7B)
+                    digits = _bytes_at_least(word, 0x30) & ~_bytes_at_least(word, 0x3A)
+                    alpha += _count_high_bits(letters)
+                    alnum += _count_high_bits(letters | digits)
+                    # The high bit of each byte equal to '\n' (exact: no carry crosses a byte).
+                    other = word ^ _NEWLINES
+                    breaks = ~(((other & _LOW7) + _LOW7) | other | _LOW7)
+                    while breaks != 0:
+                        at = chars + _lowest_byte(breaks)
+                        longest = max(longest, at - line_start)
+                        line_start = at + 1
+                        newlines += 1
+                        breaks &= breaks - np.uint64(1)
+                    chars += 8
+                    i += 8
+                if i >= end:
+                    break
             byte = np.int64(data[i])
             if byte < 0x80:
                 point, width = byte, 1
@@ -69,11 +127,23 @@ def _count(data: np.ndarray, offsets: np.ndarray, classes: np.ndarray) -> np.nda
     return out
 
 
+def _as_words(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`data` at an 8-byte-aligned address (Arrow's buffers are; copied otherwise) and its whole words,
+    little-endian, so the word's first byte is its lowest."""
+    if data.ctypes.data % 8:
+        spare = np.empty(data.size + 8, dtype=np.uint8)
+        start = -spare.ctypes.data % 8
+        spare[start:start + data.size] = data
+        data = spare[start:start + data.size]
+    return data, data[:data.size - data.size % 8].view("<u8")
+
+
 def text_stats(texts: pa.ChunkedArray) -> dict[str, pa.Array]:
     """COLUMNS of each text (a null counts as ''): code points, lines, the longest line, `str.isalpha` and
     `str.isalnum` characters."""
     data, offsets = utf8_buffers(texts)
-    counts = _count(data, offsets, code_point_classes())
+    data, words = _as_words(data)
+    counts = _count(data, words, offsets, code_point_classes())
     return {name: pa.array(counts[:, k]) for k, name in enumerate(COLUMNS)}
 
 

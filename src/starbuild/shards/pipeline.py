@@ -35,12 +35,18 @@ def sum_counts(per_shard: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Sum count dicts key by key, nested dicts included; a key missing from a shard counts as 0."""
     total: dict[str, Any] = {}
     for counts in per_shard:
-        for key, value in counts.items():
-            if isinstance(value, Mapping):
-                total[key] = sum_counts([total.get(key, {}), value])
-            else:
-                total[key] = total.get(key, 0) + value
+        _add_into(total, counts)
     return total
+
+
+def _add_into(total: dict[str, Any], counts: Mapping[str, Any]) -> None:
+    # In place: copying the running total at every level for every shard cost a third of a second over 80
+    # filter shards of per-language counts, in the parent, after every worker was done.
+    for key, value in counts.items():
+        if isinstance(value, int | float):  # tested first: the leaves far outnumber the dicts
+            total[key] = total.get(key, 0) + value
+        else:
+            _add_into(total.setdefault(key, {}), value)
 
 
 def transform_shards(
