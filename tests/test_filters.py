@@ -25,10 +25,12 @@ from starbuild.core.schemas import FILTER_REJECTS, RAW, UNKNOWN_LANGUAGE, Schema
 from starbuild.core.shards import list_shards, read_shard, write_shard
 from starbuild.core.stage import StageError
 from starbuild.filters import rules as rules_module
+from starbuild.filters import stage as stage_module
 from starbuild.filters import text_stats
 from starbuild.filters.query import RuleSet, rules_from_config
 from starbuild.filters.rules import LongLines, LowAlpha, MaxLines, Rule
 from starbuild.filters.stage import FUNNEL_PLOT, run_filter
+from starbuild.shards.pipeline import shards_per_task
 from tests import filter_reference as reference
 from tests.conftest import REPO_ROOT
 from tests.factories import file_bytes, raw_row, raw_table, with_overrides, with_section, write_table
@@ -553,6 +555,22 @@ def test_deterministic_and_worker_independent(tmp_path, make_context, smoke_cfg)
     assert not [p for p in (tmp_path / "data").iterdir() if p.name.startswith(".tmp")]
 
 
+def test_shards_filtered_in_groups_equal_shards_filtered_one_by_one(tmp_path, make_context, smoke_cfg, monkeypatch):
+    cfg = with_overrides(small_cfg(smoke_cfg, tmp_path), filter={"keep_rejects": 2}, executor={"workers": 1})
+    rows = sorted(case_rows(varied_cases(rules_from_config(cfg.filter.rules).rules)) + random_rows(7, 60),
+                  key=lambda r: r["path"])
+    write_table(tmp_path / layout.RAW, [rows[i:i + 5] for i in range(0, len(rows), 5)])
+    assert shards_per_task(len(list_shards(tmp_path / layout.RAW)), 1, stage_module.SHARDS_PER_QUERY) > 1
+
+    def snapshot() -> dict[str, bytes]:
+        run_filter(make_context("filter", cfg))
+        return file_bytes(tmp_path, layout.FILTERED, layout.FILTER_REJECTS, layout.metrics_file("filter"))
+
+    grouped = snapshot()
+    monkeypatch.setattr(stage_module, "SHARDS_PER_QUERY", 1)
+    assert snapshot() == grouped
+
+
 # --- bad configuration and bad input ----------------------------------------------------------------
 
 
@@ -643,6 +661,10 @@ def test_parallel_workers_share_the_cores_among_their_duckdb_threads(monkeypatch
     assert LocalExecutor(2).threads_per_task(tasks=1) == 8  # one task runs alone, in this process
     assert LocalExecutor(16).threads_per_task(tasks=40) == 1
     assert RayExecutor().threads_per_task(tasks=10) == 1  # a Ray task is given one CPU
+    # How many tasks run at once, which sizes the filter's groups of shards; unknown on a running cluster.
+    assert LocalExecutor(3).parallel_tasks() == 3
+    assert RayExecutor(num_cpus=6).parallel_tasks() == 6 and RayExecutor().parallel_tasks() == 8
+    assert RayExecutor(address="auto").parallel_tasks() is None
 
 
 # Pieces that make near-misses of The Stack v2's encoded-data patterns: hex bytes with and without 0x/\x and

@@ -10,7 +10,7 @@ import pytest
 from starbuild.core.shards import list_shards, read_shard
 from starbuild.executors import TaskFailed
 from starbuild.executors.local import LocalExecutor
-from starbuild.shards.pipeline import sum_counts, transform_shards
+from starbuild.shards.pipeline import shards_per_task, sum_counts, transform_shard_groups, transform_shards
 from starbuild.work_cache import WorkCache
 from tests.factories import raw_row, write_table
 
@@ -74,3 +74,52 @@ def test_sum_counts_nested_and_missing_keys():
     assert sum_counts([]) == {}
     assert sum_counts([{"a": 1, "d": {"x": 1}}, {"a": 2, "b": 5, "d": {"y": 2, "x": 3}}]) == {
         "a": 3, "b": 5, "d": {"x": 4, "y": 2}}
+
+
+def keep_python_each(tables: list[pa.Table], groups: list[int],
+                     fail_on: str | None = None) -> list[tuple[pa.Table, dict]]:
+    groups.append(len(tables))
+    return [keep_python(table, fail_on) for table in tables]
+
+
+@pytest.mark.parametrize(("group", "workers"), [(2, 1), (3, 2)])
+def test_shard_groups_write_and_return_what_single_shards_do(tmp_path, group, workers):
+    rows = [raw_row("r", f"f{i}.{'py' if i % 3 else 'c'}", str(i), language="Python" if i % 3 else "C")
+            for i in range(14)]
+    inputs = list_shards(write_table(tmp_path / "in", [rows[i:i + 2] for i in range(0, 14, 2)]))
+    single = transform_shards(inputs, tmp_path / "one", keep_python, LocalExecutor(1), desc="test",
+                              cache=WorkCache(None))
+    groups: list[int] = []
+    grouped = transform_shard_groups(inputs, tmp_path / "many", functools.partial(keep_python_each, groups=groups),
+                                     LocalExecutor(workers), desc="test", cache=WorkCache(None), group=group)
+    assert grouped == single
+    written = {name: [p.read_bytes() for p in list_shards(tmp_path / name)] for name in ("one", "many")}
+    assert written["many"] == written["one"]
+    if workers == 1:  # the calls happened in this process
+        assert groups == [group] * (7 // group) + ([7 % group] if 7 % group else [])
+
+
+def test_a_failing_group_reruns_alone_from_the_work_cache(tmp_path):
+    rows = [raw_row("r", f"f{i}.py", str(i)) for i in range(6)]
+    inputs = list_shards(write_table(tmp_path / "in", [rows[i:i + 1] for i in range(6)]))
+    cache = WorkCache(tmp_path / "cache")
+    groups: list[int] = []
+    with pytest.raises(TaskFailed) as caught:
+        transform_shard_groups(inputs, tmp_path / "out", functools.partial(keep_python_each, groups=groups,
+                                                                           fail_on="f4.py"),
+                               LocalExecutor(1), desc="test", cache=cache, group=2)
+    assert str(caught.value).startswith(f"test: {inputs[4]}, {inputs[5]} failed: RuntimeError: cannot read f4.py")
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # the two groups done, each with both its shards
+    groups.clear()
+    results = transform_shard_groups(inputs, tmp_path / "out", functools.partial(keep_python_each, groups=groups),
+                                     LocalExecutor(1), desc="test", cache=cache, group=2)
+    assert groups == [2] and [r["kept"] for r in results] == [1] * 6
+    assert [read_shard(p).column("path").to_pylist() for p in list_shards(tmp_path / "out")] == \
+        [[f"f{i}.py"] for i in range(6)]
+
+
+def test_shards_per_task_leaves_every_worker_tasks_to_balance():
+    assert shards_per_task(10, 2, most=4) == 1  # 16 tasks' worth of shards are needed to group at all
+    assert shards_per_task(40, 2, most=4) == 2
+    assert shards_per_task(10_000, 2, most=4) == 4
+    assert shards_per_task(10_000, None, most=4) == 1  # an executor that cannot say how many run at once

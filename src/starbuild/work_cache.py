@@ -2,9 +2,9 @@
 
 A task's entry is keyed by the stage's fingerprint (its code deps' bytes and its declared params, as
 dvc.yaml lists them; the executor excluded, since it never changes the bytes) and the task's own key:
-the SHA-256 of its input shard (and of anything else its output depends on), or for pull an origin's
-identity (a git commit, a directory's file sizes and times). The entry holds the task's output file
-and its result, written by the worker that ran it, atomically. On a rerun every task whose entry
+the SHA-256 of its input shard or shards (and of anything else its output depends on), or for pull an
+origin's identity (a git commit, a directory's file sizes and times). The entry holds the task's output
+files and its result, written by the worker that ran it, atomically. On a rerun every task whose entry
 exists is copied back instead of run, so the outputs are byte-identical. The cache lives outside
 DVC's outs, in `.cache/starbuild/work/` (or `$STARBUILD_WORK_CACHE`; `off` disables it); a stage that
 finishes removes its own entries, so only interrupted runs leave any. `python -m starbuild.work_cache`
@@ -96,13 +96,26 @@ def stage_fingerprint(stage: str, cfg: Any) -> str:
     return digest.hexdigest()
 
 
+# A task's output: one file, or several (a task over a group of shards).
+Outputs = Path | Sequence[Path]
+
+
+def _files(output: Outputs) -> list[Path]:
+    return [output] if isinstance(output, Path) else list(output)
+
+
+def _entry_file(entry: Path, index: int) -> Path:
+    """Where an entry keeps its task's output file `index` (a single output is OUTPUT)."""
+    return entry / (OUTPUT if index == 0 else f"{OUTPUT}-{index}")
+
+
 @dataclass(frozen=True)
 class _Stored:
-    """Picklable worker side: run the task, then keep its output and result under its entry."""
+    """Picklable worker side: run the task, then keep its output files and result under its entry."""
 
     fn: Callable[[Any], Any]
 
-    def __call__(self, item: tuple[Any, Path, Path | None]) -> Any:
+    def __call__(self, item: tuple[Any, Outputs, Path | None]) -> Any:
         task, output, entry = item
         result = self.fn(task)
         if entry is None:
@@ -111,7 +124,8 @@ class _Stored:
         staging = entry.with_name(f".tmp-{entry.name}-{os.getpid()}-{threading.get_ident()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        shutil.copyfile(output, staging / OUTPUT)
+        for index, file in enumerate(_files(output)):
+            shutil.copyfile(file, _entry_file(staging, index))
         (staging / RESULT).write_bytes(pickle.dumps(result))
         try:
             os.replace(staging, entry)
@@ -142,10 +156,19 @@ class WorkCache:
             keys = [hashlib.sha256(key.encode() + more).hexdigest() for key, more in zip(keys, extra, strict=True)]
         return keys
 
+    def group_keys(self, groups: Sequence[Sequence[Path]]) -> list[str]:
+        """A key per task over a group of input files: a lone file's own key, else the SHA-256 of the files'
+        keys in order; nothing is hashed when the cache is off."""
+        if self.directory is None:
+            return []
+        keys = iter(self.keys([path for group in groups for path in group]))
+        grouped = [[next(keys) for _ in group] for group in groups]
+        return [own[0] if len(own) == 1 else hashlib.sha256("".join(own).encode()).hexdigest() for own in grouped]
+
     def map(self, executor: Any, fn: Callable[[T], R], tasks: Sequence[T], keys: Sequence[str | None],
-            outputs: Sequence[Path], desc: str, labels: Sequence[str], in_threads: bool = False) -> list[R]:
+            outputs: Sequence[Outputs], desc: str, labels: Sequence[str], in_threads: bool = False) -> list[R]:
         """`executor.map(fn, tasks)`, except that a task whose key has an entry (done by an interrupted run) has
-        its output file copied back and its result reused instead of running; a None key is never cached."""
+        its output files copied back and its result reused instead of running; a None key is never cached."""
         if self.directory is None:
             return executor.map(fn, tasks, desc=desc, labels=labels, in_threads=in_threads)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -153,7 +176,8 @@ class WorkCache:
         results: dict[int, R] = {}
         for index, entry in enumerate(entries):
             if entry is not None and (entry / RESULT).is_file():
-                shutil.copyfile(entry / OUTPUT, outputs[index])
+                for number, file in enumerate(_files(outputs[index])):
+                    shutil.copyfile(_entry_file(entry, number), file)
                 results[index] = pickle.loads((entry / RESULT).read_bytes())
         missing = [i for i in range(len(tasks)) if i not in results]
         if results:

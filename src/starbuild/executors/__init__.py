@@ -64,6 +64,10 @@ class Executor(ABC):
         where each task is given one CPU, as on Ray."""
         return 1
 
+    def parallel_tasks(self) -> int | None:
+        """How many tasks run at once, where this executor knows it before it starts (None: it does not)."""
+        return None
+
 
 def _conf_executor_dir() -> Path | None:
     """conf/executor/ of the repository around the working directory, if there is one."""

@@ -38,6 +38,10 @@ class LocalExecutor(Executor):
         """This machine's cores shared by the tasks that run at once."""
         return max(1, (os.cpu_count() or 1) // max(1, min(self.workers, tasks)))
 
+    def parallel_tasks(self) -> int:
+        """`workers`."""
+        return self.workers
+
     def map(
         self, fn: Callable[[T], R], tasks: Sequence[T], desc: str, labels: Sequence[str] | None = None,
         in_threads: bool = False,

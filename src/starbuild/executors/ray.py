@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -57,6 +58,11 @@ class RayExecutor(Executor):
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
         if self.scheduling_strategy not in ("SPREAD", "DEFAULT"):
             raise ValueError(f"scheduling_strategy must be SPREAD or DEFAULT, got {self.scheduling_strategy!r}")
+
+    def parallel_tasks(self) -> int | None:
+        """The CPUs of a Ray started here (`num_cpus`, else this machine's); a running cluster's are known only
+        once connected."""
+        return None if self.address else self.num_cpus or os.cpu_count()
 
     def connect(self) -> Any:
         """The `ray` module, connected to the cluster (started locally when no address is given)."""

@@ -1,4 +1,5 @@
-"""The `filter` stage: every rule's verdict on every raw file in one DuckDB pass per shard; the funnel.
+"""The `filter` stage: every rule's verdict on every raw file in one DuckDB query per shard (per group of
+shards where there are many); the funnel.
 
 Writes the kept files (data/filtered/), the funnel counts in files and bytes, in total and per
 language (metrics/filter.json), the funnel in rule order (plots/filter_funnel.csv) and, with
@@ -22,23 +23,28 @@ from starbuild.executors import make_executor
 from starbuild.filters.funnel import FUNNEL_COLUMNS, funnel_rows, shard_counts
 from starbuild.filters.query import RuleSet, first_reasons, process_connection, rules_from_config
 from starbuild.filters.rejects import merge_rejects, shard_rejects
-from starbuild.shards.pipeline import sum_counts, transform_shards
+from starbuild.shards.pipeline import shards_per_task, sum_counts, transform_shard_groups
 from starbuild.work_cache import WorkCache
 
 log = logging.getLogger(__name__)
 
 FUNNEL_PLOT = layout.PLOTS / "filter_funnel.csv"
+# The most shards one task filters with one query (memory grows with it; the output does not change).
+SHARDS_PER_QUERY = 4
 
 
-def filter_table(table: pa.Table, rules: RuleSet, keep_rejects: int = 0,
-                 duckdb_threads: int | None = None) -> tuple[pa.Table, tuple[dict[str, Any], pa.Table]]:
-    """The rows of `table` no rule drops, and the shard's funnel counts and up to `keep_rejects` drops per rule."""
-    verdicts = rules.verdicts(table, process_connection(duckdb_threads))
-    first = first_reasons(verdicts, table.num_rows)
-    kept = table.filter(pa.array([reason is None for reason in first], pa.bool_()))
-    counts = shard_counts(verdicts, first, table.column("length_bytes").to_pylist(),
-                          table.column("language").to_pylist())
-    return kept, (counts, shard_rejects(table, verdicts, keep_rejects))
+def filter_tables(tables: list[pa.Table], rules: RuleSet, keep_rejects: int = 0, duckdb_threads: int | None = None
+                  ) -> list[tuple[pa.Table, tuple[dict[str, Any], pa.Table]]]:
+    """For each of `tables`: its rows no rule drops, and its funnel counts and up to `keep_rejects` drops per
+    rule; every table's verdicts come from one query."""
+    done = []
+    for table, verdicts in zip(tables, rules.verdicts_of(tables, process_connection(duckdb_threads)), strict=True):
+        first = first_reasons(verdicts, table.num_rows)
+        kept = table.filter(pa.array([reason is None for reason in first], pa.bool_()))
+        counts = shard_counts(verdicts, first, table.column("length_bytes").to_pylist(),
+                              table.column("language").to_pylist())
+        done.append((kept, (counts, shard_rejects(table, verdicts, keep_rejects))))
+    return done
 
 
 def write_funnel(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -63,10 +69,13 @@ def run_filter(ctx: StageContext) -> None:
     log.info("filtering %d shards from %s with rules %s", len(shards), layout.RAW, ", ".join(rules.reasons))
     # Worker processes, not threads: BeautifulSoup holds the GIL while it parses an HTML file. Each worker's
     # DuckDB gets its share of the cores (measured: 1.5x the throughput of each using every core).
-    job = functools.partial(filter_table, rules=rules, keep_rejects=keep_rejects,
+    job = functools.partial(filter_tables, rules=rules, keep_rejects=keep_rejects,
                             duckdb_threads=executor.threads_per_task(len(shards)))
-    results = transform_shards(shards, ctx.output(layout.FILTERED), job, executor, desc="filter",
-                               cache=WorkCache.for_stage(ctx.name, ctx.root, ctx.cfg))
+    # Where there are shards to spare, a task filters several with one query: planning it costs as much as
+    # a 4 MB shard's rows.
+    group = shards_per_task(len(shards), executor.parallel_tasks(), SHARDS_PER_QUERY)
+    results = transform_shard_groups(shards, ctx.output(layout.FILTERED), job, executor, desc="filter",
+                                     cache=WorkCache.for_stage(ctx.name, ctx.root, ctx.cfg), group=group)
     with atomic_output(ctx.output(layout.FILTER_REJECTS)) as rejects_dir:
         write_shard(merge_rejects([rejects for _, rejects in results], rules.reasons, keep_rejects),
                     rejects_dir / shard_name(0))

@@ -16,19 +16,48 @@ from starbuild.work_cache import WorkCache
 # One shard's table in, the table to write and the shard's result (its counts, and what else the stage
 # gathers) out.
 ShardFn = Callable[[pa.Table], tuple[pa.Table, Any]]
+# The same for a group of shards at once: one (table, result) per table, in order.
+GroupFn = Callable[[list[pa.Table]], list[tuple[pa.Table, Any]]]
+
+# Grouping keeps at least this many tasks per worker, so the last tasks still balance the workers.
+TASKS_PER_WORKER = 8
 
 
 @dataclass(frozen=True)
-class _ShardJob:
-    """Picklable worker: read `src`, apply `fn`, write `dst`, return the shard's result."""
+class _EachShard:
+    """A ShardFn as a GroupFn."""
 
     fn: ShardFn
 
-    def __call__(self, paths: tuple[Path, Path]) -> Any:
-        src, dst = paths
-        table, result = self.fn(read_shard(src))
-        write_shard(table, dst)
-        return result
+    def __call__(self, tables: list[pa.Table]) -> list[tuple[pa.Table, Any]]:
+        return [self.fn(table) for table in tables]
+
+
+@dataclass(frozen=True)
+class _GroupJob:
+    """Picklable worker: read every `src` of the group, apply `fn` to them together, write each `dst`, return
+    the shards' results."""
+
+    fn: GroupFn
+
+    def __call__(self, paths: tuple[tuple[Path, Path], ...]) -> list[Any]:
+        tables = [read_shard(src) for src, _ in paths]
+        done = self.fn(tables)
+        if len(done) != len(tables):
+            raise ValueError(f"the group function gave {len(done)} tables for {len(tables)} shards")
+        results = []
+        for (_, dst), (table, result) in zip(paths, done, strict=False):  # lengths checked above
+            write_shard(table, dst)
+            results.append(result)
+        return results
+
+
+def shards_per_task(shards: int, parallel: int | None, most: int) -> int:
+    """How many consecutive shards one task takes: up to `most`, while each of `parallel` workers still gets
+    TASKS_PER_WORKER tasks; 1 where the parallelism is unknown."""
+    if parallel is None:
+        return 1
+    return max(1, min(most, shards // (TASKS_PER_WORKER * max(1, parallel))))
 
 
 def sum_counts(per_shard: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -57,9 +86,19 @@ def transform_shards(
 
     Shards an interrupted run finished are taken from `cache` instead of being transformed again.
     """
+    return transform_shard_groups(shards, out_dir, _EachShard(fn), executor, desc, cache, group=1)
+
+
+def transform_shard_groups(
+    shards: Sequence[Path], out_dir: Path, fn: GroupFn, executor: Executor, desc: str, cache: WorkCache, group: int
+) -> list[Any]:
+    """`transform_shards` with `fn` given `group` consecutive shards at a time (a fixed cost per call, such as
+    planning a query, is then paid once a group); the shards and results are the same for any `group`."""
     with atomic_output(out_dir) as tmp:
-        tasks = [(Path(src), tmp / Path(src).name) for src in shards]
-        per_shard = cache.map(executor, _ShardJob(fn), tasks, cache.keys([src for src, _ in tasks]),
-                              outputs=[dst for _, dst in tasks], desc=desc, labels=[str(src) for src in shards])
+        tasks = [tuple((Path(src), tmp / Path(src).name) for src in shards[start:start + group])
+                 for start in range(0, len(shards), group)]
+        keys = cache.group_keys([[src for src, _ in task] for task in tasks])
+        per_task = cache.map(executor, _GroupJob(fn), tasks, keys, outputs=[[dst for _, dst in task] for task in tasks],
+                             desc=desc, labels=[", ".join(str(src) for src, _ in task) for task in tasks])
     cache.finish()
-    return per_shard
+    return [result for results in per_task for result in results]
