@@ -34,7 +34,8 @@ MARGINAL_COPIES x the corpus, alternately (so a slow spell of this shared machin
 the extra bytes over the extra seconds between the best of each. starbuild's 1x run takes about a second, so
 the multiple must be large for the difference to stand above the noise.
 Parts: where one core's time goes, each part of the filter timed alone over the 1x shards in one process
-(reading, each native scan, DuckDB's query, the funnel and kept rows, writing), best of REPEATS passes.
+(reading, each native scan, DuckDB's query over groups of shards as the stage runs it on larger inputs, the
+funnel and kept rows, writing), best of REPEATS passes.
 Run: `.venv/bin/python bench/bench_filter.py`.
 """
 
@@ -173,42 +174,46 @@ def child_duckdb(work: Path) -> dict:
 
 
 def child_parts(work: Path) -> dict:
-    """One core's seconds in each part of filtering work/data/raw, in this process, best of REPEATS passes."""
-    import numpy as np
+    """One core's seconds in each part of filtering work/data/raw, in this process, best of REPEATS passes; the
+    query runs over groups of SHARDS_PER_QUERY shards, as the stage runs it where there are many."""
     import pyarrow as pa
 
     from starbuild.core.config import compose
     from starbuild.core.shards import list_shards, read_shard, write_shard
-    from starbuild.filters.funnel import shard_counts
-    from starbuild.filters.query import first_reasons, process_connection, rules_from_config
+    from starbuild.filters.funnel import shard_funnel
+    from starbuild.filters.query import first_failing, process_connection, rules_from_config
+    from starbuild.filters.stage import SHARDS_PER_QUERY
 
     rules = rules_from_config(compose(["experiment=smoke"], conf_dir=ROOT / "conf").filter.rules, ROOT)
     con = process_connection(1)
     scans = dict.fromkeys((f.native.scan, f.native.reads) for f in rules.natives)  # in rule order
     names = {key: getattr(key[0], "__name__", type(key[0]).__name__) for key in scans}
+    shards = list_shards(work / "data" / "raw")
+    groups = [shards[i:i + SHARDS_PER_QUERY] for i in range(0, len(shards), SHARDS_PER_QUERY)]
     passes = []
     for _ in range(REPEATS + 1):  # the first pass loads the compiled code and warms the caches: not counted
         seconds = dict.fromkeys(["read", *names.values(), "query", "funnel and kept rows", "write"], 0.0)
-        for path in list_shards(work / "data" / "raw"):
+        for group in groups:
             start = time.perf_counter()
-            table = read_shard(path)
+            tables = [read_shard(path) for path in group]
             seconds["read"] += time.perf_counter() - start
-            for key, name in names.items():
-                start = time.perf_counter()
-                key[0](*(table.column(column) for column in key[1]))
-                seconds[name] += time.perf_counter() - start
+            for table in tables:
+                for key, name in names.items():
+                    start = time.perf_counter()
+                    key[0](*(table.column(column) for column in key[1]))
+                    seconds[name] += time.perf_counter() - start
             start = time.perf_counter()
-            verdicts = rules.verdicts(table, con)  # its natives again: subtracted below
+            per_table = rules.verdicts_of(tables, con)  # their natives again: subtracted below
             seconds["query"] += time.perf_counter() - start
-            start = time.perf_counter()
-            first = first_reasons(verdicts, table.num_rows)
-            shard_counts(verdicts, first, table.column("length_bytes").to_pylist(),
-                         table.column("language").to_pylist())
-            kept = table.filter(pa.array(np.array([reason is None for reason in first], bool)))
-            seconds["funnel and kept rows"] += time.perf_counter() - start
-            start = time.perf_counter()
-            write_shard(kept, work / "parts.parquet")
-            seconds["write"] += time.perf_counter() - start
+            for table, verdicts in zip(tables, per_table, strict=True):
+                start = time.perf_counter()
+                first = first_failing(verdicts, table.num_rows)
+                shard_funnel(verdicts, first, table.column("length_bytes"), table.column("language"))
+                kept = table.filter(pa.array(first < 0))
+                seconds["funnel and kept rows"] += time.perf_counter() - start
+                start = time.perf_counter()
+                write_shard(kept, work / "parts.parquet")
+                seconds["write"] += time.perf_counter() - start
         seconds["query"] -= sum(seconds[name] for name in names.values())
         passes.append(seconds)
     return {name: min(p[name] for p in passes[1:]) for name in passes[0]}

@@ -7,10 +7,13 @@ order: what is left after each, so `dvc plots diff` shows what a rule or thresho
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from starbuild.core.schemas import UNKNOWN_LANGUAGE
 
@@ -18,41 +21,64 @@ from starbuild.core.schemas import UNKNOWN_LANGUAGE
 FUNNEL_COLUMNS = ("step", "rule", "files", "bytes", "dropped_files", "dropped_bytes")
 
 
-def _per_reason(files: np.ndarray, size: np.ndarray, reasons: Sequence[str]) -> dict[str, dict[str, int]]:
-    return {reason: {"files": int(files[k]), "bytes": int(size[k])} for k, reason in enumerate(reasons)}
+@dataclass(frozen=True)
+class ShardFunnel:
+    """One shard's funnel per language: files and bytes (`size`), `funnel_row_count` rows by one column per
+    language of `languages`; small to send back from a worker and to add up."""
+
+    languages: tuple[str, ...]
+    files: np.ndarray
+    size: np.ndarray
 
 
-def shard_counts(verdicts: Mapping[str, np.ndarray], first: Sequence[str | None], sizes: Sequence[int],
-                 languages: Sequence[str | None]) -> dict[str, Any]:
-    """The funnel counts of one shard: totals, and the same per language (null as UNKNOWN_LANGUAGE)."""
-    reasons = list(verdicts)
-    sizes_arr = np.asarray(sizes, dtype=np.int64)
-    first_arr = np.array(first, dtype=object)
-    # Rows: the input, the kept, then each reason's drops, then each reason's first drops; columns: the shard's rows.
-    dropped = np.array([verdicts[reason] for reason in reasons], dtype=bool).reshape(len(reasons), len(sizes_arr))
-    firsts = np.array([first_arr == reason for reason in reasons], dtype=bool).reshape(dropped.shape)
-    masks = np.vstack([np.ones((1, len(sizes_arr)), bool), ~firsts.any(axis=0, keepdims=True), dropped, firsts])
-    names, group = np.unique(np.array([language or UNKNOWN_LANGUAGE for language in languages], dtype=object),
-                             return_inverse=True)
-    # Column 0: the whole shard; column 1 + g: language g. One product counts every group's files and bytes.
-    groups = np.zeros((len(sizes_arr), 1 + len(names)), dtype=np.int64)
-    groups[:, 0] = 1
-    groups[np.arange(len(sizes_arr)), 1 + group.reshape(-1)] = 1
-    files = masks.astype(np.int64) @ groups
-    size = (masks * sizes_arr) @ groups
-    n = len(reasons)
+def funnel_row_count(reasons: int) -> int:
+    """The rows of a ShardFunnel: the input, the kept, each reason's drops, then each reason's first drops."""
+    return 2 + 2 * reasons
 
-    def counts(column: int) -> dict[str, Any]:
+
+def shard_funnel(verdicts: Mapping[str, np.ndarray], first: np.ndarray, sizes: pa.ChunkedArray,
+                 languages: pa.ChunkedArray) -> ShardFunnel:
+    """The funnel of one shard from its verdicts and `first` (each row's first failing rule, -1 for none)."""
+    n = len(first)
+    dropped = np.array([verdicts[reason] for reason in verdicts], dtype=bool).reshape(len(verdicts), n)
+    firsts = first[None, :] == np.arange(len(verdicts))[:, None]
+    masks = np.vstack([np.ones((1, n), bool), (first < 0)[None, :], dropped, firsts])
+    encoded = pc.fill_null(languages, UNKNOWN_LANGUAGE).combine_chunks().dictionary_encode()
+    groups = np.zeros((n, len(encoded.dictionary)), dtype=np.int64)
+    groups[np.arange(n), encoded.indices.to_numpy(zero_copy_only=False)] = 1
+    weights = sizes.to_numpy().astype(np.int64)
+    # One product counts every language's files, one its bytes.
+    return ShardFunnel(tuple(encoded.dictionary.to_pylist()), masks.astype(np.int64) @ groups,
+                       (masks * weights) @ groups)
+
+
+def funnel_metrics(shards: Iterable[ShardFunnel], reasons: Sequence[str]) -> dict[str, Any]:
+    """The counts of metrics/filter.json: the shards' funnels added up, in total and per language (every
+    reason named, with or without drops)."""
+    rows = funnel_row_count(len(reasons))
+    by_language: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for shard in shards:
+        for column, language in enumerate(shard.languages):
+            files, size = by_language.get(language, (np.zeros(rows, np.int64), np.zeros(rows, np.int64)))
+            by_language[language] = files + shard.files[:, column], size + shard.size[:, column]
+    total_files = sum((files for files, _ in by_language.values()), np.zeros(rows, np.int64))
+    total_size = sum((size for _, size in by_language.values()), np.zeros(rows, np.int64))
+
+    def counts(files: np.ndarray, size: np.ndarray) -> dict[str, Any]:
+        n = len(reasons)
         return {
-            "input_files": int(files[0, column]),
-            "input_bytes": int(size[0, column]),
-            "kept_files": int(files[1, column]),
-            "kept_bytes": int(size[1, column]),
-            "dropped": _per_reason(files[2:2 + n, column], size[2:2 + n, column], reasons),
-            "dropped_first": _per_reason(files[2 + n:, column], size[2 + n:, column], reasons),
+            "input_files": int(files[0]),
+            "input_bytes": int(size[0]),
+            "kept_files": int(files[1]),
+            "kept_bytes": int(size[1]),
+            "dropped": {reason: {"files": int(files[2 + k]), "bytes": int(size[2 + k])}
+                        for k, reason in enumerate(reasons)},
+            "dropped_first": {reason: {"files": int(files[2 + n + k]), "bytes": int(size[2 + n + k])}
+                              for k, reason in enumerate(reasons)},
         }
 
-    return {**counts(0), "languages": {str(name): counts(1 + g) for g, name in enumerate(names)}}
+    return {**counts(total_files, total_size),
+            "languages": {language: counts(*both) for language, both in by_language.items()}}
 
 
 def funnel_rows(metrics: Mapping[str, Any], reasons: Sequence[str]) -> list[dict[str, Any]]:

@@ -186,15 +186,18 @@ def process_connection(threads: int | None = None) -> duckdb.DuckDBPyConnection:
     return held.con
 
 
+def first_failing(verdicts: Mapping[str, np.ndarray], n_rows: int) -> np.ndarray:
+    """Each row's first failing rule, as its index in `verdicts`' order; -1 where none fails."""
+    if not verdicts:
+        return np.full(n_rows, -1, dtype=np.int64)
+    dropped = np.array(list(verdicts.values()), dtype=bool).reshape(len(verdicts), n_rows)
+    return np.where(dropped.any(axis=0), dropped.argmax(axis=0), -1)
+
+
 def first_reasons(verdicts: Mapping[str, np.ndarray], n_rows: int) -> list[str | None]:
     """Each row's first failing rule in `verdicts`' order, None where none fails."""
-    reasons: list[str | None] = [None] * n_rows
-    undecided = np.ones(n_rows, dtype=bool)
-    for reason, dropped in verdicts.items():
-        for row in np.flatnonzero(dropped & undecided):
-            reasons[row] = reason
-        undecided &= ~dropped
-    return reasons
+    reasons = list(verdicts)
+    return [reasons[index] if index >= 0 else None for index in first_failing(verdicts, n_rows).tolist()]
 
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str, tables: Sequence[pa.Table],

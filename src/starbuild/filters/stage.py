@@ -20,10 +20,10 @@ from starbuild.core import layout, schemas
 from starbuild.core.shards import atomic_file, atomic_output, shard_name, write_shard
 from starbuild.core.stage import StageContext, StageError
 from starbuild.executors import make_executor
-from starbuild.filters.funnel import FUNNEL_COLUMNS, funnel_rows, shard_counts
-from starbuild.filters.query import RuleSet, first_reasons, process_connection, rules_from_config
+from starbuild.filters.funnel import FUNNEL_COLUMNS, funnel_metrics, funnel_rows, shard_funnel
+from starbuild.filters.query import RuleSet, first_failing, process_connection, rules_from_config
 from starbuild.filters.rejects import merge_rejects, shard_rejects
-from starbuild.shards.pipeline import shards_per_task, sum_counts, transform_shard_groups
+from starbuild.shards.pipeline import shards_per_task, transform_shard_groups
 from starbuild.work_cache import WorkCache
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,10 @@ def filter_tables(tables: list[pa.Table], rules: RuleSet, keep_rejects: int = 0,
     rule; every table's verdicts come from one query."""
     done = []
     for table, verdicts in zip(tables, rules.verdicts_of(tables, process_connection(duckdb_threads)), strict=True):
-        first = first_reasons(verdicts, table.num_rows)
-        kept = table.filter(pa.array([reason is None for reason in first], pa.bool_()))
-        counts = shard_counts(verdicts, first, table.column("length_bytes").to_pylist(),
-                              table.column("language").to_pylist())
-        done.append((kept, (counts, shard_rejects(table, verdicts, keep_rejects))))
+        first = first_failing(verdicts, table.num_rows)
+        kept = table.filter(pa.array(first < 0))
+        funnel = shard_funnel(verdicts, first, table.column("length_bytes"), table.column("language"))
+        done.append((kept, (funnel, shard_rejects(table, verdicts, keep_rejects))))
     return done
 
 
@@ -79,10 +78,7 @@ def run_filter(ctx: StageContext) -> None:
     with atomic_output(ctx.output(layout.FILTER_REJECTS)) as rejects_dir:
         write_shard(merge_rejects([rejects for _, rejects in results], rules.reasons, keep_rejects),
                     rejects_dir / shard_name(0))
-    metrics = sum_counts(counts for counts, _ in results) if results else shard_counts({}, [], [], [])
-    for reason in rules.reasons:  # a run without shards still names every rule
-        for kind in ("dropped", "dropped_first"):
-            metrics[kind].setdefault(reason, {"files": 0, "bytes": 0})
+    metrics = funnel_metrics((funnel for funnel, _ in results), rules.reasons)
     write_funnel(ctx.output(FUNNEL_PLOT), funnel_rows(metrics, rules.reasons))
     log.info("kept %d of %d files (%d of %d bytes) -> %s; dropped first by %s", metrics["kept_files"],
              metrics["input_files"], metrics["kept_bytes"], metrics["input_bytes"], ctx.output(layout.FILTERED),
