@@ -101,7 +101,7 @@ Outputs = Path | Sequence[Path]
 
 
 def _files(output: Outputs) -> list[Path]:
-    return [output] if isinstance(output, Path) else list(output)
+    return [Path(output)] if isinstance(output, str | os.PathLike) else [Path(file) for file in output]
 
 
 def _entry_file(entry: Path, index: int) -> Path:
