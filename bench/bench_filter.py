@@ -11,8 +11,8 @@ about the pull stage's default `source.shard_target_bytes` of content (4 MB), as
 Every engine reads those same shards and writes the files it keeps.
 
 * starbuild: `run_filter` end to end (the rule set of conf/filter/stack_v2.yaml under `experiment=smoke`,
-  one DuckDB query per shard, kept shards, funnel, metrics) with the `local` executor and os.cpu_count()
-  workers; STARBUILD_WORK_CACHE=off so reruns are not served from the work cache.
+  one DuckDB query per shard or group of shards, kept shards, funnel, metrics) with the `local` executor and
+  os.cpu_count() workers; STARBUILD_WORK_CACHE=off so reruns are not served from the work cache.
 * datatrove 0.10.1: ParquetReader -> one BaseFilter per enabled rule, in config order, each calling the
   plain-Python reference of tests/filter_reference.py on the document (its text and the other columns, which
   datatrove keeps in the metadata) -> ParquetWriter, run by its LocalPipelineExecutor (one task per shard,

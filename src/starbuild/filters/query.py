@@ -1,4 +1,4 @@
-"""Ordered rules -> one DuckDB query per shard giving every rule's verdict on every file.
+"""Ordered rules -> one DuckDB query per shard (or group of shards) giving every rule's verdict on every file.
 
 `rules_from_config` builds the `filter.rules` mapping (drop reason -> `_target_` node) in its order,
 leaving out rules with `enabled: false`; `RuleSet` computes every feature the rules need once and

@@ -20,7 +20,7 @@ from starbuild.core import layout, schemas
 from starbuild.core.shards import atomic_file, atomic_output, shard_name, write_shard
 from starbuild.core.stage import StageContext, StageError
 from starbuild.executors import make_executor
-from starbuild.filters.funnel import FUNNEL_COLUMNS, funnel_metrics, funnel_rows, shard_funnel
+from starbuild.filters.funnel import FUNNEL_COLUMNS, ShardFunnel, funnel_metrics, funnel_rows, shard_funnel
 from starbuild.filters.query import RuleSet, first_failing, process_connection, rules_from_config
 from starbuild.filters.rejects import merge_rejects, shard_rejects
 from starbuild.shards.pipeline import shards_per_task, transform_shard_groups
@@ -34,7 +34,7 @@ SHARDS_PER_QUERY = 4
 
 
 def filter_tables(tables: list[pa.Table], rules: RuleSet, keep_rejects: int = 0, duckdb_threads: int | None = None
-                  ) -> list[tuple[pa.Table, tuple[dict[str, Any], pa.Table]]]:
+                  ) -> list[tuple[pa.Table, tuple[ShardFunnel, pa.Table]]]:
     """For each of `tables`: its rows no rule drops, and its funnel counts and up to `keep_rejects` drops per
     rule; every table's verdicts come from one query."""
     done = []

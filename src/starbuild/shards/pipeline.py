@@ -69,8 +69,8 @@ def sum_counts(per_shard: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _add_into(total: dict[str, Any], counts: Mapping[str, Any]) -> None:
-    # In place: copying the running total at every level for every shard cost a third of a second over 80
-    # filter shards of per-language counts, in the parent, after every worker was done.
+    # In place: copying the running total at every level for every shard made the sum grow with the shards
+    # times the total's size (0.1 s in the parent for 80 shards of per-language counts).
     for key, value in counts.items():
         if isinstance(value, int | float):  # tested first: the leaves far outnumber the dicts
             total[key] = total.get(key, 0) + value
