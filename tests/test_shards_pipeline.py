@@ -10,7 +10,13 @@ import pytest
 from starbuild.core.shards import list_shards, read_shard
 from starbuild.executors import TaskFailed
 from starbuild.executors.local import LocalExecutor
-from starbuild.shards.pipeline import shards_per_task, sum_counts, transform_shard_groups, transform_shards
+from starbuild.shards.pipeline import (
+    shards_per_task,
+    sum_counts,
+    task_sizes,
+    transform_shard_groups,
+    transform_shards,
+)
 from starbuild.work_cache import WorkCache
 from tests.factories import raw_row, write_table
 
@@ -90,8 +96,9 @@ def test_shard_groups_write_and_return_what_single_shards_do(tmp_path, group, wo
     single = transform_shards(inputs, tmp_path / "one", keep_python, LocalExecutor(1), desc="test",
                               cache=WorkCache(None))
     groups: list[int] = []
+    sizes = task_sizes([1] * len(inputs), group, most_bytes=100)
     grouped = transform_shard_groups(inputs, tmp_path / "many", functools.partial(keep_python_each, groups=groups),
-                                     LocalExecutor(workers), desc="test", cache=WorkCache(None), group=group)
+                                     LocalExecutor(workers), desc="test", cache=WorkCache(None), sizes=sizes)
     assert grouped == single
     written = {name: [p.read_bytes() for p in list_shards(tmp_path / name)] for name in ("one", "many")}
     assert written["many"] == written["one"]
@@ -107,12 +114,12 @@ def test_a_failing_group_reruns_alone_from_the_work_cache(tmp_path):
     with pytest.raises(TaskFailed) as caught:
         transform_shard_groups(inputs, tmp_path / "out", functools.partial(keep_python_each, groups=groups,
                                                                            fail_on="f4.py"),
-                               LocalExecutor(1), desc="test", cache=cache, group=2)
+                               LocalExecutor(1), desc="test", cache=cache, sizes=[2, 2, 2])
     assert str(caught.value).startswith(f"test: {inputs[4]}, {inputs[5]} failed: RuntimeError: cannot read f4.py")
     assert len(list((tmp_path / "cache").iterdir())) == 2  # the two groups done, each with both its shards
     groups.clear()
     results = transform_shard_groups(inputs, tmp_path / "out", functools.partial(keep_python_each, groups=groups),
-                                     LocalExecutor(1), desc="test", cache=cache, group=2)
+                                     LocalExecutor(1), desc="test", cache=cache, sizes=[2, 2, 2])
     assert groups == [2] and [r["kept"] for r in results] == [1] * 6
     assert [read_shard(p).column("path").to_pylist() for p in list_shards(tmp_path / "out")] == \
         [[f"f{i}.py"] for i in range(6)]
@@ -123,3 +130,17 @@ def test_shards_per_task_leaves_every_worker_tasks_to_balance():
     assert shards_per_task(40, 2, most=4) == 2
     assert shards_per_task(10_000, 2, most=4) == 4
     assert shards_per_task(10_000, None, most=4) == 1  # an executor that cannot say how many run at once
+
+
+def test_task_sizes_bound_the_bytes_a_task_holds():
+    assert task_sizes([1] * 10, 4, most_bytes=100) == [4, 4, 2]
+    assert task_sizes([3, 3, 3, 3, 3], 4, most_bytes=7) == [2, 2, 1]  # a third file would pass 7 bytes
+    assert task_sizes([9, 1, 1, 20, 1], 4, most_bytes=8) == [1, 2, 1, 1]  # larger than the bound: alone
+    assert task_sizes([5, 5], 1, most_bytes=100) == [1, 1] and task_sizes([], 4, most_bytes=8) == []
+
+
+def test_task_sizes_must_cover_the_shards(tmp_path):
+    inputs = list_shards(shards_of(tmp_path))
+    with pytest.raises(ValueError, match="do not cover the 3 shards"):
+        transform_shard_groups(inputs, tmp_path / "out", functools.partial(keep_python_each, groups=[]),
+                               LocalExecutor(1), desc="test", cache=WorkCache(None), sizes=[2])

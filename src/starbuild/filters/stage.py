@@ -23,14 +23,17 @@ from starbuild.executors import make_executor
 from starbuild.filters.funnel import FUNNEL_COLUMNS, ShardFunnel, funnel_metrics, funnel_rows, shard_funnel
 from starbuild.filters.query import RuleSet, first_failing, process_connection, rules_from_config
 from starbuild.filters.rejects import merge_rejects, shard_rejects
-from starbuild.shards.pipeline import shards_per_task, transform_shard_groups
+from starbuild.shards.pipeline import shards_per_task, task_sizes, transform_shard_groups
 from starbuild.work_cache import WorkCache
 
 log = logging.getLogger(__name__)
 
 FUNNEL_PLOT = layout.PLOTS / "filter_funnel.csv"
-# The most shards one task filters with one query (memory grows with it; the output does not change).
+# The most shards one task filters with one query, and the most Parquet bytes they may hold together: memory
+# grows with both, the output with neither. Four shards of the pull's default size take about 4 MB on disk;
+# a shard of 8 MB or more is filtered alone.
 SHARDS_PER_QUERY = 4
+QUERY_FILE_BYTES = 8_000_000
 
 
 def filter_tables(tables: list[pa.Table], rules: RuleSet, keep_rejects: int = 0, duckdb_threads: int | None = None
@@ -73,8 +76,9 @@ def run_filter(ctx: StageContext) -> None:
     # Where there are shards to spare, a task filters several with one query: planning it costs as much as
     # a 4 MB shard's rows.
     group = shards_per_task(len(shards), executor.parallel_tasks(), SHARDS_PER_QUERY)
+    sizes = task_sizes([Path(shard).stat().st_size for shard in shards], group, QUERY_FILE_BYTES)
     results = transform_shard_groups(shards, ctx.output(layout.FILTERED), job, executor, desc="filter",
-                                     cache=WorkCache.for_stage(ctx.name, ctx.root, ctx.cfg), group=group)
+                                     cache=WorkCache.for_stage(ctx.name, ctx.root, ctx.cfg), sizes=sizes)
     with atomic_output(ctx.output(layout.FILTER_REJECTS)) as rejects_dir:
         write_shard(merge_rejects([rejects for _, rejects in results], rules.reasons, keep_rejects),
                     rejects_dir / shard_name(0))

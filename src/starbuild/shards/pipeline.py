@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,19 @@ def shards_per_task(shards: int, parallel: int | None, most: int) -> int:
     return max(1, min(most, shards // (TASKS_PER_WORKER * max(1, parallel))))
 
 
+def task_sizes(shard_bytes: Sequence[int], group: int, most_bytes: int) -> list[int]:
+    """How many consecutive shards each task takes, in order: `group`, fewer where their files would pass
+    `most_bytes` together (a shard larger than that is a task alone), so a task's memory stays bounded."""
+    sizes: list[int] = []
+    count = held = 0
+    for size in shard_bytes:
+        if count and (count == group or held + size > most_bytes):
+            sizes.append(count)
+            count = held = 0
+        count, held = count + 1, held + size
+    return [*sizes, count] if count else sizes
+
+
 def sum_counts(per_shard: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Sum count dicts key by key, nested dicts included; a key missing from a shard counts as 0."""
     total: dict[str, Any] = {}
@@ -86,17 +100,22 @@ def transform_shards(
 
     Shards an interrupted run finished are taken from `cache` instead of being transformed again.
     """
-    return transform_shard_groups(shards, out_dir, _EachShard(fn), executor, desc, cache, group=1)
+    return transform_shard_groups(shards, out_dir, _EachShard(fn), executor, desc, cache, [1] * len(shards))
 
 
 def transform_shard_groups(
-    shards: Sequence[Path], out_dir: Path, fn: GroupFn, executor: Executor, desc: str, cache: WorkCache, group: int
+    shards: Sequence[Path], out_dir: Path, fn: GroupFn, executor: Executor, desc: str, cache: WorkCache,
+    sizes: Sequence[int],
 ) -> list[Any]:
-    """`transform_shards` with `fn` given `group` consecutive shards at a time (a fixed cost per call, such as
-    planning a query, is then paid once a group); the shards and results are the same for any `group`."""
+    """`transform_shards` with `fn` given consecutive shards together, `sizes[k]` of them in task k (a fixed cost
+    per call, such as planning a query, is then paid once a task); the shards and results are the same for any
+    sizes (`task_sizes` chooses them)."""
+    if sum(sizes) != len(shards) or min(sizes, default=1) < 1:
+        raise ValueError(f"task sizes {list(sizes)} do not cover the {len(shards)} shards")
+    starts = [0, *itertools.accumulate(sizes)][:-1]
     with atomic_output(out_dir) as tmp:
-        tasks = [tuple((Path(src), tmp / Path(src).name) for src in shards[start:start + group])
-                 for start in range(0, len(shards), group)]
+        tasks = [tuple((Path(src), tmp / Path(src).name) for src in shards[start:start + size])
+                 for start, size in zip(starts, sizes, strict=True)]
         keys = cache.group_keys([[src for src, _ in task] for task in tasks])
         per_task = cache.map(executor, _GroupJob(fn), tasks, keys, outputs=[[dst for _, dst in task] for task in tasks],
                              desc=desc, labels=[", ".join(str(src) for src, _ in task) for task in tasks])
