@@ -30,7 +30,7 @@ from starbuild.filters import text_stats
 from starbuild.filters.query import RuleSet, rules_from_config
 from starbuild.filters.rules import LongLines, LowAlpha, MaxLines, Rule
 from starbuild.filters.stage import FUNNEL_PLOT, run_filter
-from starbuild.shards.pipeline import shards_per_task
+from starbuild.shards.pipeline import task_sizes
 from tests import filter_reference as reference
 from tests.conftest import REPO_ROOT
 from tests.factories import file_bytes, raw_row, raw_table, with_overrides, with_section, write_table
@@ -560,7 +560,8 @@ def test_shards_filtered_in_groups_equal_shards_filtered_one_by_one(tmp_path, ma
     rows = sorted(case_rows(varied_cases(rules_from_config(cfg.filter.rules).rules)) + random_rows(7, 60),
                   key=lambda r: r["path"])
     write_table(tmp_path / layout.RAW, [rows[i:i + 5] for i in range(0, len(rows), 5)])
-    assert shards_per_task(len(list_shards(tmp_path / layout.RAW)), 1, stage_module.SHARDS_PER_QUERY) > 1
+    raw = [path.stat().st_size for path in list_shards(tmp_path / layout.RAW)]
+    assert max(task_sizes(raw, 1, stage_module.SHARDS_PER_QUERY, stage_module.QUERY_FILE_BYTES)) > 1
 
     def snapshot() -> dict[str, bytes]:
         run_filter(make_context("filter", cfg))

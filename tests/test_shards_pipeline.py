@@ -11,7 +11,6 @@ from starbuild.core.shards import list_shards, read_shard
 from starbuild.executors import TaskFailed
 from starbuild.executors.local import LocalExecutor
 from starbuild.shards.pipeline import (
-    shards_per_task,
     sum_counts,
     task_sizes,
     transform_shard_groups,
@@ -96,7 +95,7 @@ def test_shard_groups_write_and_return_what_single_shards_do(tmp_path, group, wo
     single = transform_shards(inputs, tmp_path / "one", keep_python, LocalExecutor(1), desc="test",
                               cache=WorkCache(None))
     groups: list[int] = []
-    sizes = task_sizes([1] * len(inputs), group, most_bytes=100)
+    sizes = [group] * (len(inputs) // group) + ([len(inputs) % group] if len(inputs) % group else [])
     grouped = transform_shard_groups(inputs, tmp_path / "many", functools.partial(keep_python_each, groups=groups),
                                      LocalExecutor(workers), desc="test", cache=WorkCache(None), sizes=sizes)
     assert grouped == single
@@ -125,18 +124,15 @@ def test_a_failing_group_reruns_alone_from_the_work_cache(tmp_path):
         [[f"f{i}.py"] for i in range(6)]
 
 
-def test_shards_per_task_leaves_every_worker_tasks_to_balance():
-    assert shards_per_task(10, 2, most=4) == 1  # 16 tasks' worth of shards are needed to group at all
-    assert shards_per_task(40, 2, most=4) == 2
-    assert shards_per_task(10_000, 2, most=4) == 4
-    assert shards_per_task(10_000, None, most=4) == 1  # an executor that cannot say how many run at once
-
-
-def test_task_sizes_bound_the_bytes_a_task_holds():
-    assert task_sizes([1] * 10, 4, most_bytes=100) == [4, 4, 2]
-    assert task_sizes([3, 3, 3, 3, 3], 4, most_bytes=7) == [2, 2, 1]  # a third file would pass 7 bytes
-    assert task_sizes([9, 1, 1, 20, 1], 4, most_bytes=8) == [1, 2, 1, 1]  # larger than the bound: alone
-    assert task_sizes([5, 5], 1, most_bytes=100) == [1, 1] and task_sizes([], 4, most_bytes=8) == []
+def test_task_sizes_leave_every_worker_tasks_to_balance_and_bound_the_bytes_a_task_holds():
+    assert task_sizes([1] * 10, 2, most=4, most_bytes=100) == [1] * 10  # 16 tasks' worth are needed to group
+    assert task_sizes([1] * 40, 2, most=4, most_bytes=100) == [2] * 20
+    assert task_sizes([1] * 1000, 2, most=4, most_bytes=100) == [4] * 250
+    assert task_sizes([1] * 1000, None, most=4, most_bytes=100) == [1] * 1000  # an executor that cannot say
+    assert task_sizes([3] * 80, 1, most=4, most_bytes=7) == [2] * 40  # a third file would pass 7 bytes
+    # Groups of 2 here (20 shards, 8 tasks a worker); a file of 8 bytes or more is a task alone.
+    assert task_sizes([9, 1, 1, 20, 1] * 4, 1, most=4, most_bytes=8) == [1, 2, 1, 1] * 4
+    assert task_sizes([], 2, most=4, most_bytes=8) == []
 
 
 def test_task_sizes_must_cover_the_shards(tmp_path):

@@ -23,7 +23,7 @@ from starbuild.executors import make_executor
 from starbuild.filters.funnel import FUNNEL_COLUMNS, ShardFunnel, funnel_metrics, funnel_rows, shard_funnel
 from starbuild.filters.query import RuleSet, first_failing, process_connection, rules_from_config
 from starbuild.filters.rejects import merge_rejects, shard_rejects
-from starbuild.shards.pipeline import shards_per_task, task_sizes, transform_shard_groups
+from starbuild.shards.pipeline import task_sizes, transform_shard_groups
 from starbuild.work_cache import WorkCache
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,8 @@ def run_filter(ctx: StageContext) -> None:
                             duckdb_threads=executor.threads_per_task(len(shards)))
     # Where there are shards to spare, a task filters several with one query: planning it costs as much as
     # a 4 MB shard's rows.
-    group = shards_per_task(len(shards), executor.parallel_tasks(), SHARDS_PER_QUERY)
-    sizes = task_sizes([Path(shard).stat().st_size for shard in shards], group, QUERY_FILE_BYTES)
+    sizes = task_sizes([Path(shard).stat().st_size for shard in shards], executor.parallel_tasks(), SHARDS_PER_QUERY,
+                       QUERY_FILE_BYTES)
     results = transform_shard_groups(shards, ctx.output(layout.FILTERED), job, executor, desc="filter",
                                      cache=WorkCache.for_stage(ctx.name, ctx.root, ctx.cfg), sizes=sizes)
     with atomic_output(ctx.output(layout.FILTER_REJECTS)) as rejects_dir:

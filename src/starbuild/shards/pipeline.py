@@ -53,21 +53,15 @@ class _GroupJob:
         return results
 
 
-def shards_per_task(shards: int, parallel: int | None, most: int) -> int:
-    """How many consecutive shards one task takes: up to `most`, while each of `parallel` workers still gets
-    TASKS_PER_WORKER tasks; 1 where the parallelism is unknown."""
-    if parallel is None:
-        return 1
-    return max(1, min(most, shards // (TASKS_PER_WORKER * max(1, parallel))))
-
-
-def task_sizes(shard_bytes: Sequence[int], group: int, most_bytes: int) -> list[int]:
-    """How many consecutive shards each task takes, in order: `group`, fewer where their files would pass
-    `most_bytes` together (a shard larger than that is a task alone), so a task's memory stays bounded."""
+def task_sizes(shard_bytes: Sequence[int], parallel: int | None, most: int, most_bytes: int) -> list[int]:
+    """How many consecutive shards each task takes, in order: up to `most` while each of `parallel` workers
+    still gets TASKS_PER_WORKER tasks, fewer where their files would pass `most_bytes` together (a larger shard
+    is a task alone), so a task's memory stays bounded; one each where the parallelism is unknown."""
+    group = 1 if parallel is None else min(most, len(shard_bytes) // (TASKS_PER_WORKER * max(1, parallel)))
     sizes: list[int] = []
     count = held = 0
     for size in shard_bytes:
-        if count and (count == group or held + size > most_bytes):
+        if count and (count >= group or held + size > most_bytes):
             sizes.append(count)
             count = held = 0
         count, held = count + 1, held + size
