@@ -85,6 +85,22 @@ def test_pin_overrides_ambient_threads_and_kernels() -> None:
     assert result.stdout.split() == ["2", "avx2", "True"]
 
 
+def test_mkl_runs_its_vendor_independent_branch_whatever_the_environment_says() -> None:
+    # MKL's AVX2/AVX-512 branches give the same bits only across Intel CPUs; a lock built on Intel must
+    # rebuild on AMD, so MKL must report the COMPATIBLE branch for every cpu_isa.
+    widths = ["default", "avx2", "avx512"]
+    for isa in widths[: widths.index(torch.backends.cpu.get_cpu_capability().lower()) + 1]:
+        code = (
+            "import torch; from starbuild.determinism import RuntimeConfig, pin; "
+            f"pin(RuntimeConfig(threads=2, cpu_isa='{isa}')); torch.ones(8, 64) @ torch.ones(64, 8)"
+        )
+        result = run_python(code, {"MKL_CBWR": "AVX2,STRICT", "MKL_VERBOSE": "1"})
+        assert result.returncode == 0, result.stderr
+        calls = [line for line in result.stdout.splitlines() if "SGEMM" in line]
+        assert calls, result.stdout
+        assert all("CNR:COMPATIBLE" in line for line in calls), calls
+
+
 def test_pinning_after_torch_already_computed_fails_clearly() -> None:
     code = (
         "import torch; from starbuild.determinism import RuntimeConfig, pin; "

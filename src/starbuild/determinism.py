@@ -4,8 +4,11 @@ Parallel reductions split their sums by the thread count, and ATen, MKL and oneD
 different vector widths per CPU: left alone, a checkpoint depends on the machine. `pin` fixes both
 from the `runtime` section before any torch work, overriding whatever the environment says
 (OMP_NUM_THREADS, MKL_CBWR, ATEN_CPU_CAPABILITY, ...), so on any x86 CPU with that instruction set the
-bytes depend only on declared params and deps. The libraries read these variables when they first
-compute, not when they are imported, which `pin` checks for ATen. On a GPU, bit-identity holds only
+bytes depend only on declared params and deps. MKL runs its COMPATIBLE branch whatever `cpu_isa`
+says: its AVX2 and AVX-512 branches are reproducible only across Intel CPUs (on AMD, MKL ignores them
+and picks its own kernels), while ATen's and oneDNN's kernels are the same instructions on either
+vendor. The libraries read these variables when they first compute, not when they are imported,
+which `pin` checks for ATen. On a GPU, bit-identity holds only
 for the same GPU model and software (deterministic algorithms, a fixed cuBLAS workspace).
 """
 
@@ -22,12 +25,14 @@ import torch
 from starbuild import cores
 from starbuild.core.stage import StageContext, StageError
 
-# runtime.cpu_isa -> (ATEN_CPU_CAPABILITY, MKL_CBWR, ONEDNN_MAX_CPU_ISA).
+# runtime.cpu_isa -> (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA).
 CPU_ISA_ENV = {
-    "default": ("default", "COMPATIBLE", "SSE41"),
-    "avx2": ("avx2", "AVX2,STRICT", "AVX2"),
-    "avx512": ("avx512", "AVX512,STRICT", "AVX512_CORE"),
+    "default": ("default", "SSE41"),
+    "avx2": ("avx2", "AVX2"),
+    "avx512": ("avx512", "AVX512_CORE"),
 }
+# The only MKL branch whose bits are the same on Intel and AMD CPUs (MKL's CNR documentation).
+MKL_BRANCH = "COMPATIBLE"
 # cuBLAS is deterministic only with a fixed workspace (torch.use_deterministic_algorithms).
 CUBLAS_WORKSPACE = ":4096:8"
 
@@ -54,10 +59,10 @@ class PinError(RuntimeError):
 
 def pin(config: RuntimeConfig, device: str = "cpu") -> None:
     """Fix threads, CPU kernels and (on CUDA) cuBLAS for this process; call before any torch work."""
-    aten, mkl, onednn = CPU_ISA_ENV[config.cpu_isa]
+    aten, onednn = CPU_ISA_ENV[config.cpu_isa]
     os.environ.update({
         "ATEN_CPU_CAPABILITY": aten,
-        "MKL_CBWR": mkl,
+        "MKL_CBWR": MKL_BRANCH,
         "ONEDNN_MAX_CPU_ISA": onednn,
         # MKL would otherwise use fewer threads than asked when it sees fit.
         "MKL_DYNAMIC": "FALSE",
