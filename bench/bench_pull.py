@@ -2,7 +2,7 @@
 
 The anchor is git reading and hashing every tracked file of the same repositories: the floor for
 reading and hashing. starbuild's pull does that plus decoding, go-enry, license detection and
-Parquet writing, over every core (one origin per worker). Prints MB/s and files/s of both, their
+Parquet writing, over every core (an origin, or a part of a large one, per task). Prints MB/s and files/s of both, their
 ratio (the target is within 3x), and the share of pull time in each part, measured by timing each
 part alone over the same files in one process.
 Run: `make bench` (or `.venv/bin/python bench/bench_pull.py [WORKERS]`).
@@ -26,8 +26,8 @@ from starbuild.swh.languages import classify
 from starbuild.swh.local import LocalSource
 from starbuild.swh.origins import Origin, walk_git
 from starbuild.swh.records import origin_rows
-from starbuild.swh.source import SourceConfig, write_rows
-from starbuild.swh.stage import _pull_one
+from starbuild.swh.source import SourceConfig, pull_one, write_rows
+from starbuild.swh.stage import pull_tasks
 
 # Real code of different shapes: C++ headers, a C++ API, Python packages.
 TREES = ["include", "_inductor", "distributed", "testing/_internal", "_dynamo", "onnx"]
@@ -76,12 +76,14 @@ def config() -> SourceConfig:
 
 
 def pull(repos: list[Path], workers: int, out: Path) -> float:
-    """Seconds for the `local` source to pull every repository, one origin per worker (the stage's task)."""
+    """Seconds for the `local` source to pull every repository as the stage does: its tasks (an origin, or a
+    part of a large one) over the workers, planned from git's file counts."""
     source = LocalSource(config(), out)
     origins = [Origin(repo.name, repo) for repo in repos]
-    tasks = [(origin, out / f"{i}.parquet") for i, origin in enumerate(origins)]
+    executor = LocalExecutor(workers)
     start = time.perf_counter()
-    LocalExecutor(workers).map(_pull_one, [(source, *task) for task in tasks], desc="origins")
+    plan = pull_tasks(source, origins, out, executor.parallel_tasks())
+    executor.map(pull_one, [(source, origins[t.origin_index], t.part, t.staged) for t in plan], desc="origins")
     return time.perf_counter() - start
 
 
@@ -92,11 +94,11 @@ def parts(repos: list[Path], out: Path) -> dict[str, float]:
     start = time.perf_counter()
     for repo in repos:
         checkouts.append(walk_git(Origin(repo.name, repo), files.append))
-    timings["read (git objects)"] = time.perf_counter() - start
+    timings["read (work tree, sha1_git checked)"] = time.perf_counter() - start
     start = time.perf_counter()
     for f in files:
-        sha1_hex(f.data), sha1_git(f.data)
-    timings["hashing"] = time.perf_counter() - start
+        sha1_hex(f.data), f.content_id or sha1_git(f.data)
+    timings["hashing (sha1)"] = time.perf_counter() - start
     start = time.perf_counter()
     texts = [decode(f.data, ENCODINGS) for f in files]
     timings["decoding"] = time.perf_counter() - start

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -104,3 +106,31 @@ def test_the_file_to_fix_is_the_one_holding_the_bad_target(monkeypatch, tmp_path
     monkeypatch.chdir(tmp_path)
     with pytest.raises(StageError, match=r"fix conf/executor/cluster\.yaml or choose another executor: cluster, local"):
         make_executor(OmegaConf.load(conf / "cluster.yaml"))
+
+
+SCRIPT = """
+import os, sys
+from pathlib import Path
+Path(sys.argv[1], f"{os.getpid()}.ran").touch()  # every process that runs this script leaves its pid
+from starbuild.executors.local import LocalExecutor
+
+def own_task(x):
+    return x + 1
+
+if __name__ == "__main__":
+    fn = own_task if sys.argv[2] == "own" else str  # str: a function that lives in a module
+    LocalExecutor(2).map(fn, [0, 1, 2, 3], desc="t")
+"""
+
+
+def test_workers_do_not_run_the_parents_script_again_unless_the_task_is_defined_in_it(tmp_path):
+    # A stage script's imports cost ~0.2 s a worker; only a task function defined in the script needs them.
+    script = tmp_path / "stage_script.py"
+    script.write_text(SCRIPT)
+    for mode, runs in (("module", 1), ("own", 3)):
+        marks = tmp_path / mode
+        marks.mkdir()
+        done = subprocess.run([sys.executable, str(script), str(marks), mode], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert len(list(marks.glob("*.ran"))) == runs, mode

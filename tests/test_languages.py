@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from omegaconf import DictConfig
 from starbuild.core import layout
 from starbuild.core.shards import list_shards, read_shard
 from starbuild.core.stage import StageContext
+from starbuild.swh import languages
+from starbuild.swh.go_enry_vendor import FAST_VENDOR_MATCHER
 from starbuild.swh.languages import classify, header_language
 from starbuild.swh.stage import run_pull
 from tests.factories import with_overrides
@@ -116,3 +119,25 @@ def test_header_language_equals_go_enry_on_real_headers() -> None:
         answered += fast is not None
         assert (fast or enry.get_language(path, content) or None) == (enry.get_language(path, content) or None), path
     assert answered > 0.8 * len(headers)  # the rest carry a modeline (libstdc++'s `-*- C++ -*-`)
+
+
+def test_the_vendor_pattern_is_the_one_the_installed_go_enry_holds() -> None:
+    library = (Path(enry.__file__).parent / "libenry.so").read_bytes()
+    assert FAST_VENDOR_MATCHER.encode() in library, (
+        "enry-python's go-enry has another vendor pattern: copy its data.FastVendorMatcher into "
+        "src/starbuild/swh/go_enry_vendor.py")
+
+
+def test_is_vendor_equals_go_enry_on_every_path_of_this_machine() -> None:
+    """Paths of every shape: the Python environment (site-packages' node_modules, dist/, docs/, vendored
+    copies) and the system headers, as relative and absolute paths, plus Linguist's own kinds."""
+    roots = [Path(sys.prefix), Path("/usr/include")]
+    paths = {str(p.relative_to(root)) for root in roots if root.is_dir() for p in root.rglob("*")}
+    paths |= {f"/{p}" for p in list(paths)[:20000]}
+    paths |= {"Dependencies/x", "debian/rules", "deps/a.c", "rebar", "a/Carthage/b", "x.d.ts", "3rd-party/x",
+              "thirdparty/y", "a.import.css", "jquery-3.6.0.min.js", "d3.v7.js", "js/d3.js", "a-vsdoc.js",
+              "x.imageset/a.png", "a/x.xctemplate/b", "a/docs/_build/x", "a/.github/x", "Jenkinsfile", "x/Vagrantfile"}
+    assert len(paths) > 50_000
+    differ = [p for p in sorted(paths) if languages.is_vendor(p) != bool(enry.is_vendor(p))]
+    assert not differ, differ[:10]
+    assert sum(map(languages.is_vendor, paths)) > 100  # the comparison is not vacuous

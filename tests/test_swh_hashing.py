@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,12 @@ def test_git_blobs_read_alike_and_a_lost_blob_is_counted(branchy_repo: Path, rea
     checkout = walk_git(Origin("t", branchy_repo), files.append)
     assert {f.path: f.data for f in files} == {p: (branchy_repo / p).read_bytes() for p in
                                               ["empty.txt", "pkg-a.txt", "pkg/mod.py", "run.sh", "deep/er/data.bin"]}
+    committed = (branchy_repo / "pkg/mod.py").read_bytes()
+    # An edit in the work tree is not what the commit holds: the object is read instead.
+    (branchy_repo / "pkg/mod.py").write_bytes(b"edited, not committed\n")
+    files.clear()
+    walk_git(Origin("t", branchy_repo), files.append)
+    assert {f.path: f.data for f in files}["pkg/mod.py"] == committed
     lost = git(branchy_repo, "rev-parse", "HEAD:pkg/mod.py")
     (branchy_repo / ".git" / "objects" / lost[:2] / lost[2:]).unlink()
     files.clear()
@@ -139,3 +146,23 @@ def test_git_blobs_read_alike_and_a_lost_blob_is_counted(branchy_repo: Path, rea
     assert checkout.skipped == {"symlink": 1, "missing_object": 1}
     assert "pkg/mod.py" not in {f.path for f in files}
     assert checkout.directory_id == git(branchy_repo, "rev-parse", "HEAD^{tree}")
+    # A lost object whose bytes the work tree still holds (they hash to its id) is pulled from there.
+    (branchy_repo / "pkg/mod.py").write_bytes(committed)
+    files.clear()
+    checkout = walk_git(Origin("t", branchy_repo), files.append)
+    assert checkout.skipped == {"symlink": 1} and {f.path: f.data for f in files}["pkg/mod.py"] == committed
+
+
+def test_a_checked_out_file_counts_only_as_a_regular_file_holding_the_blob(tmp_path: Path) -> None:
+    from starbuild.swh.git_blobs import read_checked_out
+
+    blob = b"int x;\n"
+    sha = sha1_git(blob).hex().encode()
+    (tmp_path / "same.c").write_bytes(blob)
+    (tmp_path / "edited.c").write_bytes(b"int y;\n")
+    (tmp_path / "link.c").symlink_to("same.c")
+    os.mkfifo(tmp_path / "fifo.c")  # opening it to read would wait for a writer
+    (tmp_path / "dir.c").mkdir()
+    assert read_checked_out(tmp_path, "same.c", sha) == blob
+    for path in ("edited.c", "link.c", "fifo.c", "dir.c", "missing.c"):
+        assert read_checked_out(tmp_path, path, sha) is None, path

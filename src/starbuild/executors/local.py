@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor as PoolExecutor
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -64,8 +66,25 @@ class LocalExecutor(Executor):
         # forked child inherits half-alive and can deadlock in. The forkserver starts workers clean.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(FORKSERVER_PRELOAD)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with _script_not_rerun(fn), ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             return _collect(pool, fn, tasks, names, desc)
+
+
+@contextlib.contextmanager
+def _script_not_rerun(fn: Callable) -> Iterator[None]:
+    """Start workers without running the parent's script again in each (what multiprocessing does so that
+    functions defined in it unpickle): a stage script's imports (Hydra, the stage module) cost ~0.2 s a
+    worker, and every task function lives in an importable module. Kept when `fn` is the script's own."""
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    if script is None or getattr(main, "__spec__", None) is not None or getattr(fn, "__module__", "") == "__main__":
+        yield
+        return
+    del main.__file__  # multiprocessing reads it when it starts each worker, within `submit`
+    try:
+        yield
+    finally:
+        main.__file__ = script
 
 
 def _collect(pool: PoolExecutor, fn: Callable[[T], R], tasks: Sequence[T], names: list[str], desc: str) -> list[R]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
-from starbuild.swh.origins import Origin, OriginFile, resolve, walk_directory, walk_git
+from starbuild.swh.origins import WHOLE, Origin, OriginFile, Part, resolve, walk_directory, walk_git
 from starbuild.swh.records import origin_rows
 from starbuild.swh.source import OriginSummary, SourceConfig, write_origin
 
@@ -52,12 +54,32 @@ class LocalSource:
                 digest.update(f"\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
         return digest.hexdigest()
 
-    def pull_origin(self, origin: Origin, destination: Path) -> OriginSummary:
-        """Walk the origin (a git repository's branch head, or a directory) and write its rows."""
+    def file_counts(self, origins: list[Origin]) -> list[int | None]:
+        """About how many files each git origin's branch holds (git's own listing, milliseconds); None where
+        the origin cannot be pulled in parts (a plain directory is read whole to compute its ids)."""
+        git = shutil.which("git")
+        counts: list[int | None] = []
+        for origin in origins:
+            if git is None or not origin.is_git:
+                counts.append(None)
+                continue
+            listing = subprocess.run([git, "ls-tree", "-r", "-z", "--name-only", "--end-of-options",
+                                      origin.branch or "HEAD"],
+                                     cwd=origin.root, capture_output=True, check=False)
+            counts.append(listing.stdout.count(b"\0") if listing.returncode == 0 else None)
+        return counts
+
+    def pull_origin(self, origin: Origin, destination: Path, part: Part = WHOLE) -> OriginSummary:
+        """Walk the origin (a git repository's branch head, or a directory) and write its rows; a `part` of a
+        git origin writes only that share of its files (the stage's parts together hold every row once)."""
         files: list[OriginFile] = []
+        context: list[OriginFile] = []
         if origin.is_git:
-            checkout = walk_git(origin, files.append)
-        else:
+            checkout = walk_git(origin, files.append, part, context.append)
+        elif part == WHOLE:
             checkout = walk_directory(origin, list(self.cfg.exclude), files.append)
-        rows = origin_rows(origin.name, files, checkout, origin.declared_licenses, self.cfg.row_options())
+        else:
+            raise ValueError(f"origin '{origin.name}' is a directory: it is pulled whole, not in parts")
+        rows = origin_rows(origin.name, files, checkout, origin.declared_licenses, self.cfg.row_options(),
+                           context=context)
         return write_origin(origin.name, rows, checkout, origin.declared_licenses, destination)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from starbuild.swh import licenses
-from starbuild.swh.git_blobs import read_blobs
+from starbuild.swh.git_blobs import read_blobs, read_checked_out
 from starbuild.swh.hashing import (
     MODE_DIRECTORY,
     MODE_EXECUTABLE,
@@ -58,6 +58,27 @@ class OriginFile:
     path: str
     data: bytes
     executable: bool
+    # The bytes' sha1_git (hex) when the reader has computed it already.
+    content_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Part:
+    """Which share of an origin's entries one task pulls: the `index`-th of `count` runs of consecutive paths."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"part {self.index} of {self.count} does not exist")
+
+    def of(self, total: int) -> range:
+        """The positions, among `total` entries sorted by path, that this part pulls."""
+        return range(self.index * total // self.count, (self.index + 1) * total // self.count)
+
+
+WHOLE = Part()
 
 
 @dataclass
@@ -150,18 +171,22 @@ def _walk(
                 snap.skip("unreadable")
                 continue
             executable = bool(item.stat(follow_symlinks=False).st_mode & 0o111)
-            entries.append(TreeEntry(name, MODE_EXECUTABLE if executable else MODE_FILE, sha1_git(data)))
-            on_file(OriginFile(rel, data, executable))
+            content_id = sha1_git(data)
+            entries.append(TreeEntry(name, MODE_EXECUTABLE if executable else MODE_FILE, content_id))
+            on_file(OriginFile(rel, data, executable, content_id.hex()))
         else:
             snap.skip("special_file")
     return tree_id(entries)
 
 
-def walk_git(origin: Origin, on_file: Callable[[OriginFile], None]) -> Checkout:
+def walk_git(origin: Origin, on_file: Callable[[OriginFile], None], part: Part = WHOLE,
+             on_context: Callable[[OriginFile], None] | None = None) -> Checkout:
     """Visit every blob of the branch's head commit (the working tree is not read) and compute every id.
 
     The snapshot covers all the repository's refs as SWH's git loader records them (HEAD an alias); the
     directory and revision ids are computed here from the objects, not taken from git's names for them.
+    With a `part`, only that share of the entries (sorted by path) is visited and counted; the license
+    files outside it, which decide the licenses of the part's files too, go to `on_context` when given.
     """
     from dulwich.repo import Repo
 
@@ -169,7 +194,8 @@ def walk_git(origin: Origin, on_file: Callable[[OriginFile], None]) -> Checkout:
     branches = git_branches(repo)
     checkout = Checkout(snapshot_id=snapshot_id(branches).hex())
     if not any(b.target_type in ("revision", "release") for b in branches.values()):
-        checkout.skip("empty_repository")
+        if part.index == 0:
+            checkout.skip("empty_repository")
         return checkout
     branch = _chosen_branch(repo, origin, branches)
     commit = repo[repo.refs[branch]]
@@ -179,15 +205,40 @@ def walk_git(origin: Origin, on_file: Callable[[OriginFile], None]) -> Checkout:
     checkout.revision_id = git_object_id(b"commit", commit.as_raw_string()).hex()
     checkout.revision_date = datetime.fromtimestamp(commit.author_time, tz=UTC)
     checkout.committer_date = datetime.fromtimestamp(commit.commit_time, tz=UTC)
-    blobs: list[tuple[str, bytes, bool]] = []
-    checkout.directory_id = _walk_git_tree(repo, commit.tree, "", blobs, checkout).hex()
-    for (rel, _, executable), data in zip(blobs, read_blobs(origin.root, repo, [sha for _, sha, _ in blobs]),
-                                          strict=True):
-        if data is None:
+    entries: list[_GitEntry] = []
+    checkout.directory_id = _walk_git_tree(repo, commit.tree, "", entries).hex()
+    entries.sort(key=lambda e: e.path)
+    mine = part.of(len(entries))
+    wanted: list[tuple[_GitEntry, Callable[[OriginFile], None]]] = []
+    for position, entry in enumerate(entries):
+        if position in mine:
+            if entry.skip:
+                checkout.skip(entry.skip)
+            else:
+                wanted.append((entry, on_file))
+        elif on_context is not None and not entry.skip and licenses.is_license_file(entry.path):
+            wanted.append((entry, on_context))
+    found = [read_checked_out(origin.root, entry.path, entry.sha) for entry, _ in wanted]
+    checked_out = [data is not None for data in found]
+    from_git = [i for i, data in enumerate(found) if data is None]
+    for i, data in zip(from_git, read_blobs(origin.root, repo, [wanted[i][0].sha for i in from_git]), strict=True):
+        found[i] = data
+    for (entry, visit), data, verified in zip(wanted, found, checked_out, strict=True):
+        if data is not None:
+            visit(OriginFile(entry.path, data, entry.executable, entry.sha.decode() if verified else None))
+        elif visit is on_file:
             checkout.skip("missing_object")
-        else:
-            on_file(OriginFile(rel, data, executable))
     return checkout
+
+
+@dataclass(frozen=True)
+class _GitEntry:
+    """A non-directory entry of a git tree: a blob to read, or a link or submodule to count (`skip`)."""
+
+    path: str
+    sha: bytes
+    executable: bool = False
+    skip: str | None = None
 
 
 _GIT_TYPES = {1: "revision", 2: "directory", 3: "content", 4: "release"}
@@ -222,24 +273,23 @@ def _chosen_branch(repo: Any, origin: Origin, branches: dict[bytes, Branch]) -> 
                       f"choose one of: {', '.join(heads) or '(none)'}")
 
 
-def _walk_git_tree(repo: Any, tree_sha: bytes, prefix: str, blobs: list[tuple[str, bytes, bool]],
-                   snap: Checkout) -> bytes:
-    """The tree's id, computed from its entries; its blobs (path, hex sha, executable) are added to `blobs`."""
+def _walk_git_tree(repo: Any, tree_sha: bytes, prefix: str, found: list[_GitEntry]) -> bytes:
+    """The tree's id, computed from its entries; its non-directory entries are added to `found`."""
     entries: list[TreeEntry] = []
     for item in repo[tree_sha].iteritems():
         rel = f"{prefix}{os.fsdecode(item.path)}"
         target = bytes.fromhex(item.sha.decode())
         if stat.S_ISDIR(item.mode):
-            subtree = _walk_git_tree(repo, item.sha, f"{rel}/", blobs, snap)
+            subtree = _walk_git_tree(repo, item.sha, f"{rel}/", found)
             entries.append(TreeEntry(item.path, MODE_DIRECTORY, subtree))
         elif stat.S_ISLNK(item.mode):
             entries.append(TreeEntry(item.path, MODE_SYMLINK, target))
-            snap.skip("symlink")
+            found.append(_GitEntry(rel, item.sha, skip="symlink"))
         elif item.mode == 0o160000:
             entries.append(TreeEntry(item.path, MODE_SUBMODULE, target))
-            snap.skip("submodule")
+            found.append(_GitEntry(rel, item.sha, skip="submodule"))
         else:
             executable = bool(item.mode & 0o111)
             entries.append(TreeEntry(item.path, MODE_EXECUTABLE if executable else MODE_FILE, target))
-            blobs.append((rel, item.sha, executable))
+            found.append(_GitEntry(rel, item.sha, executable))
     return tree_id(entries)

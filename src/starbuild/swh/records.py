@@ -50,11 +50,13 @@ def skip_reason(file: OriginFile, max_file_bytes: int) -> str | None:
 
 
 def origin_rows(repo_name: str, files: list[OriginFile], checkout: Checkout, declared: list[str],
-                options: RowOptions, *, known: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+                options: RowOptions, *, known: Mapping[str, Mapping[str, Any]] | None = None,
+                context: Sequence[OriginFile] = ()) -> list[dict[str, Any]]:
     """The rows of an origin's kept files, sorted by path; every dropped file is counted in `checkout`.
 
     `known` maps a path to columns a source already has for it (The Stack v2's index): its `src_encoding`
-    decodes the file, and its KNOWN_COLUMNS replace the computed ones.
+    decodes the file, and its KNOWN_COLUMNS replace the computed ones. `context` holds the origin's
+    license files that another task pulls (a part of a large origin): they license `files` as well.
     """
     known = known or {}
     kept: list[tuple[OriginFile, Decoded]] = []
@@ -65,9 +67,11 @@ def origin_rows(repo_name: str, files: list[OriginFile], checkout: Checkout, dec
             checkout.skip(reason or ("binary" if b"\0" in file.data else "undecodable"))
         else:
             kept.append((file, decoded))
+    readable = kept + [(file, text) for file in context if skip_reason(file, options.max_file_bytes) is None
+                       and (text := _decode(file.data, known.get(file.path, {}), options.encodings)) is not None]
     found = {
         file.path: licenses.detect(file.path, text.text, options.license_min_score, options.license_detector)
-        for file, text in kept if licenses.is_license_file(file.path)
+        for file, text in readable if licenses.is_license_file(file.path)
     }
     detected = licenses.propagate(found, [file.path for file, _ in kept])
 
@@ -109,7 +113,7 @@ def _with_known(row: dict[str, Any], known: Mapping[str, Any]) -> dict[str, Any]
 def file_row(repo_name: str, file: OriginFile, text: Decoded, detected: list[str], declared: list[str],
              checkout: Checkout) -> dict[str, Any]:
     """The raw-table row of one kept file."""
-    content_id = sha1_git(file.data).hex()
+    content_id = file.content_id or sha1_git(file.data).hex()
     kind = classify(file.path, file.data)
     return {
         "blob_id": sha1_hex(file.data),

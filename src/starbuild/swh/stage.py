@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ from starbuild.core.stage import StageContext, StageError
 from starbuild.executors import make_executor
 from starbuild.swh import licenses, scancode
 from starbuild.swh.opt_out import opted_out, read_opt_out
-from starbuild.swh.origins import OriginError
-from starbuild.swh.source import OriginSummary, Source, SourceConfig
+from starbuild.swh.origins import WHOLE, OriginError, Part
+from starbuild.swh.source import OriginSummary, Source, SourceConfig, combine_summaries, pull_one
 from starbuild.swh.sources import make_source
 from starbuild.work_cache import WorkCache
 
@@ -30,11 +31,48 @@ SKIP_REASONS = ("binary", "too_large", "undecodable", "undecodable_path", "symli
                 "special_file", "missing_object", "empty_repository", "content_missing", "content_corrupt",
                 "fetch_failed")
 _BATCH_ROWS = 256
+# A large origin is cut into parts of about an equal share of all files, a share of at least this many:
+# below it a part's own tree walk and license reads outweigh what the split gains.
+MIN_PART_FILES = 1000
+# Tasks per worker a fair share is cut for, so that one large origin keeps every worker busy.
+PARTS_PER_WORKER = 2
 
 
-def _pull_one(task: tuple[Source, Any, Path]) -> OriginSummary:
-    source, origin, destination = task
-    return source.pull_origin(origin, destination)
+def origin_parts(counts: list[int | None], parallel: int | None) -> list[int]:
+    """How many tasks pull each origin: one, except an origin with more than a fair share of the files (all
+    files over `parallel` × PARTS_PER_WORKER, at least MIN_PART_FILES), cut into parts of about that share.
+    A None count is an origin that cannot be cut; parts never change the rows, only who computes them."""
+    known = [c for c in counts if c]
+    if not parallel or parallel <= 1 or not known:
+        return [1] * len(counts)
+    share = max(MIN_PART_FILES, -(-sum(known) // (parallel * PARTS_PER_WORKER)))
+    return [max(1, -(-c // share)) if c else 1 for c in counts]
+
+
+@dataclass(frozen=True)
+class PullTask:
+    """One task of the pull: an origin, or a part of a large one, and the file its rows go to."""
+
+    origin_index: int
+    part: Part
+    staged: Path
+    # About how many files the task reads (None: unknown).
+    files: int | None = None
+
+    @property
+    def row_order(self) -> tuple[int, int]:
+        """Where the task's rows go in data/raw: by origin, then by part."""
+        return self.origin_index, self.part.index
+
+
+def pull_tasks(source: Source, origins: list[Any], staging: Path, parallel: int | None) -> list[PullTask]:
+    """The pull's tasks: each origin whole, or in parts where the source can cut it, largest first (so that a
+    large task does not start last and leave the other workers idle)."""
+    counting = getattr(source, "file_counts", None)
+    counts = counting(origins) if counting else [None] * len(origins)
+    tasks = [PullTask(i, Part(k, n), staging / f"{i:05d}-{k:04d}.parquet", None if c is None else c // n)
+             for i, (c, n) in enumerate(zip(counts, origin_parts(counts, parallel), strict=True)) for k in range(n)]
+    return sorted(tasks, key=lambda t: -(t.files or 0))
 
 
 def _rows_in_order(files: list[Path]) -> Iterator[pa.RecordBatch]:
@@ -97,19 +135,32 @@ def run_pull(ctx: StageContext) -> None:
     with atomic_output(ctx.output(layout.RAW)) as tmp:
         staging = tmp / "_origins"
         staging.mkdir()
-        staged = [staging / f"{i:05d}.parquet" for i in range(len(origins))]
-        tasks = [(source, origin, path) for origin, path in zip(origins, staged, strict=True)]
+        plan = pull_tasks(source, origins, staging, executor.parallel_tasks())
+        tasks = [(source, origins[t.origin_index], t.part, t.staged) for t in plan]
         # An origin that fails in a worker surfaces as one line naming it (TaskFailed, a StageError). Origins a
         # killed run finished come from the work cache, for sources that can name an origin's content cheaply.
         keyed = getattr(source, "origin_keys", None)
-        keys = keyed(origins) if keyed is not None and cache.directory else [None] * len(tasks)
-        summaries = cache.map(executor, _pull_one, tasks, keys, outputs=staged, desc="origins",
-                              labels=[o.name for o in origins])
-        shards = write_raw_shards(staged, tmp, source_cfg.shard_target_bytes)
+        origin_keys = keyed(origins) if keyed is not None and cache.directory else [None] * len(origins)
+        results = cache.map(executor, pull_one, tasks, [_part_key(origin_keys[t.origin_index], t.part) for t in plan],
+                            outputs=[t.staged for t in plan], desc="origins",
+                            labels=[_part_label(origins[t.origin_index].name, t.part) for t in plan])
+        done = sorted(zip(plan, results, strict=True), key=lambda done: done[0].row_order)
+        summaries = [combine_summaries([r for t, r in done if t.origin_index == i]) for i in range(len(origins))]
+        shards = write_raw_shards([t.staged for t, _ in done], tmp, source_cfg.shard_target_bytes)
         shutil.rmtree(staging)
     cache.finish()
     log.info("wrote %d shards to %s", shards, ctx.output(layout.RAW))
     ctx.write_metrics({**pull_metrics(summaries, shards), "opted_out": removed})
+
+
+def _part_key(origin_key: str | None, part: Part) -> str | None:
+    if origin_key is None or part == WHOLE:
+        return origin_key
+    return hashlib.sha256(f"{origin_key}:{part.index}/{part.count}".encode()).hexdigest()
+
+
+def _part_label(name: str, part: Part) -> str:
+    return name if part == WHOLE else f"{name} (part {part.index + 1} of {part.count})"
 
 
 def pull_metrics(summaries: list[OriginSummary], shards: int) -> dict:
