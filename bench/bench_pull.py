@@ -31,6 +31,7 @@ from starbuild.swh.stage import pull_tasks
 
 # Real code of different shapes: C++ headers, a C++ API, Python packages.
 TREES = ["include", "_inductor", "distributed", "testing/_internal", "_dynamo", "onnx"]
+ROUNDS = 5
 ENCODINGS = ["cp1252", "latin_1", "shift_jis", "gb18030", "euc_kr", "cp1251"]
 
 
@@ -128,15 +129,16 @@ def main() -> None:
         tracked = [p for r in repos for p in worktree_files(r)]
         size, n_files = sum(p.stat().st_size for p in tracked), len(tracked)
         git_anchor(repos)  # warm the page cache for both
-        anchor_s = min(git_anchor(repos) for _ in range(3))
-        pull_s = min(pull(repos, workers, out) for _ in range(2))
+        # Alternating rounds, best of each: this shared machine's speed drifts by tens of percent in minutes.
+        rounds = [(git_anchor(repos), pull(repos, workers, out)) for _ in range(ROUNDS)]
+        anchor_s, pull_s = min(r[0] for r in rounds), min(r[1] for r in rounds)
         timings = parts(repos, out)
     print(f"repositories: {len(repos)} from torch ({n_files} files, {size / 1e6:.1f} MB), workers: {workers}")
     print(f"git ls-files | git hash-object --stdin-paths: {anchor_s:.2f} s  "
           f"({size / 1e6 / anchor_s:.1f} MB/s, {n_files / anchor_s:.0f} files/s)")
     print(f"starbuild local pull:                         {pull_s:.2f} s  "
           f"({size / 1e6 / pull_s:.1f} MB/s, {n_files / pull_s:.0f} files/s)")
-    print(f"ratio pull/git: {pull_s / anchor_s:.2f} (target ≤ 3)")
+    print(f"ratio pull/git: {pull_s / anchor_s:.2f} (target ≤ 3; best of {ROUNDS} alternating rounds each)")
     total = sum(timings.values())
     parts_line = ", ".join(f"{k} {v:.2f} s ({v / total:.0%})" for k, v in timings.items())
     print(f"single-process parts ({total:.2f} s): {parts_line}")

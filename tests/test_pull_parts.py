@@ -13,8 +13,9 @@ from omegaconf import DictConfig
 from starbuild.core import layout
 from starbuild.core.shards import list_shards
 from starbuild.swh import stage
+from starbuild.swh.licenses import is_license_file, licensing_directories
 from starbuild.swh.local import LocalSource
-from starbuild.swh.origins import Origin, Part
+from starbuild.swh.origins import Origin, Part, walk_git
 from starbuild.swh.source import SourceConfig, combine_summaries
 from starbuild.swh.stage import origin_parts, pull_tasks, run_pull
 from tests.factories import stage_context, with_overrides
@@ -84,3 +85,25 @@ def test_the_stage_writes_the_same_bytes_with_origins_cut_into_parts(smoke_cfg: 
     assert [s.read_bytes() for s in shards] == [s.read_bytes() for s in list_shards(parted.root / layout.RAW)]
     metrics = layout.metrics_file("pull")
     assert (whole.root / metrics).read_bytes() == (parted.root / metrics).read_bytes()
+
+
+def test_a_part_reads_only_the_license_files_above_its_own_files(tmp_path: Path) -> None:
+    # Every license file is read again by each part that needs it (askalono costs ~0.15 s a call).
+    repo = make_alpha(tmp_path / "alpha")
+    every: list = []
+    walk_git(Origin("alpha", repo), every.append)
+    license_like = [f.path for f in every if is_license_file(f.path)]
+    assert sorted(license_like) == ["LICENSE", "README.md", "vendor/gpl/LICENSE"]
+    for count in (2, 3, 5, 40):
+        for k in range(count):
+            files: list = []
+            context: list = []
+            walk_git(Origin("alpha", repo), files.append, Part(k, count), context.append)
+            needed = licensing_directories(f.path for f in files)
+            assert sorted(f.path for f in context) == sorted(
+                p for p in license_like if p not in {f.path for f in files} and p.rpartition("/")[0] in needed)
+
+
+def test_licensing_directories_are_each_paths_directory_and_those_above() -> None:
+    assert licensing_directories(["a/b/c.py", "a/d.py", "e.py"]) == {"", "a", "a/b"}
+    assert licensing_directories([]) == set()

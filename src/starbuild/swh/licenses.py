@@ -429,6 +429,24 @@ def _cc_id(name: str, tail: str) -> str:
 # --- propagation and classification ---------------------------------------------------------------
 
 
+def licensing_directories(paths: Iterable[str]) -> set[str]:
+    """The directories whose license files license some of `paths`: each path's own and every one above it."""
+    found: set[str] = set()
+    for path in paths:
+        directory = _dirname(path)
+        while directory not in found:  # a directory already found has its ancestors found too
+            found.add(directory)
+            if directory == "":
+                break
+            directory = _dirname(directory)
+    return found
+
+
+def licenses_any(license_path: str, directories: set[str]) -> bool:
+    """Whether the license file `license_path` licenses files in one of `directories` (licensing_directories)."""
+    return _dirname(license_path) in directories
+
+
 def propagate(license_files: Mapping[str, list[str]], paths: Iterable[str]) -> dict[str, list[str]]:
     """Each path's ids: the union over license files in its directory and every ancestor (root is '')."""
     by_directory: dict[str, set[str]] = {}

@@ -186,7 +186,7 @@ def walk_git(origin: Origin, on_file: Callable[[OriginFile], None], part: Part =
     The snapshot covers all the repository's refs as SWH's git loader records them (HEAD an alias); the
     directory and revision ids are computed here from the objects, not taken from git's names for them.
     With a `part`, only that share of the entries (sorted by path) is visited and counted; the license
-    files outside it, which decide the licenses of the part's files too, go to `on_context` when given.
+    files outside it that license its files (in their directories or above) go to `on_context` when given.
     """
     from dulwich.repo import Repo
 
@@ -209,6 +209,9 @@ def walk_git(origin: Origin, on_file: Callable[[OriginFile], None], part: Part =
     checkout.directory_id = _walk_git_tree(repo, commit.tree, "", entries).hex()
     entries.sort(key=lambda e: e.path)
     mine = part.of(len(entries))
+    # Only license files in the part's directories or above them license its files.
+    governing = licenses.licensing_directories(entries[i].path for i in mine if not entries[i].skip) \
+        if on_context else set()
     wanted: list[tuple[_GitEntry, Callable[[OriginFile], None]]] = []
     for position, entry in enumerate(entries):
         if position in mine:
@@ -216,7 +219,8 @@ def walk_git(origin: Origin, on_file: Callable[[OriginFile], None], part: Part =
                 checkout.skip(entry.skip)
             else:
                 wanted.append((entry, on_file))
-        elif on_context is not None and not entry.skip and licenses.is_license_file(entry.path):
+        elif (on_context is not None and not entry.skip and licenses.licenses_any(entry.path, governing)
+              and licenses.is_license_file(entry.path)):
             wanted.append((entry, on_context))
     found = [read_checked_out(origin.root, entry.path, entry.sha) for entry, _ in wanted]
     checked_out = [data is not None for data in found]
