@@ -115,21 +115,3 @@ def test_licenses_follow_directories_as_bigcode_propagated_them(make_context: Ca
     origin = metrics["origins"]["t/mixed"]
     assert origin["files_by_license_type"] == {"non_permissive": 2, "permissive": 2}
     assert origin["detected_licenses"] == ["GPL-3.0-only", "MIT"]
-
-
-def test_rows_do_not_depend_on_the_thread_count(make_context: Callable[..., StageContext], smoke_cfg: DictConfig,
-                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from starbuild.swh import records
-
-    root = tmp_path / "many"
-    for i in range(600):  # more than two chunks of rows
-        (root / f"d{i % 7}").mkdir(parents=True, exist_ok=True)
-        (root / f"d{i % 7}" / f"f{i}.{'py' if i % 3 else 'h'}").write_text(f"int x{i} = {i};\n")
-    tables = []
-    for threads in (1, 3):
-        monkeypatch.setattr(records, "ROW_THREADS", threads)
-        origins = [{"name": "t/many", "path": str(root)}]
-        ctx = make_context("pull", with_overrides(smoke_cfg, source={"origins": origins}))
-        run_pull(ctx)
-        tables.append([shard.read_bytes() for shard in list_shards(ctx.root / layout.RAW)])
-    assert tables[0] == tables[1]

@@ -157,12 +157,13 @@ def test_a_checked_out_file_counts_only_as_a_regular_file_holding_the_blob(tmp_p
     from starbuild.swh.git_blobs import read_checked_out
 
     blob = b"int x;\n"
-    sha = sha1_git(blob).hex().encode()
+    oid = sha1_git(blob)
+    root = os.fsencode(tmp_path) + b"/"
     (tmp_path / "same.c").write_bytes(blob)
     (tmp_path / "edited.c").write_bytes(b"int y;\n")
     (tmp_path / "link.c").symlink_to("same.c")
     os.mkfifo(tmp_path / "fifo.c")  # opening it to read would wait for a writer
     (tmp_path / "dir.c").mkdir()
-    assert read_checked_out(tmp_path, "same.c", sha) == blob
+    assert read_checked_out(root, "same.c", oid) == blob
     for path in ("edited.c", "link.c", "fifo.c", "dir.c", "missing.c"):
-        assert read_checked_out(tmp_path, path, sha) is None, path
+        assert read_checked_out(root, path, oid) is None, path

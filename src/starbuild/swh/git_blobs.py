@@ -70,11 +70,12 @@ def _read_with_dulwich(repo: Any, shas: Sequence[bytes]) -> Iterator[bytes | Non
             yield None
 
 
-def read_checked_out(root: Path, path: str, sha: bytes) -> bytes | None:
-    """The bytes of `root`/`path` in the work tree when they are the blob `sha` (hex), else None."""
+def read_checked_out(root: bytes, path: str, oid: bytes) -> bytes | None:
+    """The bytes of the work-tree file `path` under `root` (`os.fsencode`d, ending in a slash) when they are
+    the blob `oid` (its binary id), else None."""
     try:
         # No link is followed and no FIFO waited on: only a regular file can hold the blob.
-        fd = os.open(os.path.join(os.fsencode(root), os.fsencode(path)), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(root + os.fsencode(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
@@ -86,4 +87,4 @@ def read_checked_out(root: Path, path: str, sha: bytes) -> bytes | None:
         return None
     finally:
         os.close(fd)
-    return data if sha1_git(data).hex().encode() == sha else None
+    return data if sha1_git(data) == oid else None

@@ -222,7 +222,8 @@ def walk_git(origin: Origin, on_file: Callable[[OriginFile], None], part: Part =
         elif (on_context is not None and not entry.skip and licenses.licenses_any(entry.path, governing)
               and licenses.is_license_file(entry.path)):
             wanted.append((entry, on_context))
-    found = [read_checked_out(origin.root, entry.path, entry.sha) for entry, _ in wanted]
+    root = os.path.join(os.fsencode(origin.root), b"")
+    found = [read_checked_out(root, entry.path, entry.oid) for entry, _ in wanted]
     checked_out = [data is not None for data in found]
     from_git = [i for i, data in enumerate(found) if data is None]
     for i, data in zip(from_git, read_blobs(origin.root, repo, [wanted[i][0].sha for i in from_git]), strict=True):
@@ -240,7 +241,8 @@ class _GitEntry:
     """A non-directory entry of a git tree: a blob to read, or a link or submodule to count (`skip`)."""
 
     path: str
-    sha: bytes
+    sha: bytes  # hex, as git names it
+    oid: bytes  # the same id, binary
     executable: bool = False
     skip: str | None = None
 
@@ -288,12 +290,12 @@ def _walk_git_tree(repo: Any, tree_sha: bytes, prefix: str, found: list[_GitEntr
             entries.append(TreeEntry(item.path, MODE_DIRECTORY, subtree))
         elif stat.S_ISLNK(item.mode):
             entries.append(TreeEntry(item.path, MODE_SYMLINK, target))
-            found.append(_GitEntry(rel, item.sha, skip="symlink"))
+            found.append(_GitEntry(rel, item.sha, target, skip="symlink"))
         elif item.mode == 0o160000:
             entries.append(TreeEntry(item.path, MODE_SUBMODULE, target))
-            found.append(_GitEntry(rel, item.sha, skip="submodule"))
+            found.append(_GitEntry(rel, item.sha, target, skip="submodule"))
         else:
             executable = bool(item.mode & 0o111)
             entries.append(TreeEntry(item.path, MODE_EXECUTABLE if executable else MODE_FILE, target))
-            found.append(_GitEntry(rel, item.sha, executable))
+            found.append(_GitEntry(rel, item.sha, target, executable))
     return tree_id(entries)

@@ -7,9 +7,7 @@ in license files, propagated to the files under their directory and classified b
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +16,6 @@ from starbuild.swh.decoding import UTF8, Decoded, decode
 from starbuild.swh.hashing import content_swhid, sha1_git, sha1_hex
 from starbuild.swh.languages import classify
 from starbuild.swh.origins import Checkout, OriginFile
-
-# Threads building one origin's rows: the machine's cores (the output never depends on it).
-ROW_THREADS = min(32, os.cpu_count() or 1)
-_ROWS_PER_TASK = 256
 
 
 @dataclass(frozen=True)
@@ -75,15 +69,10 @@ def origin_rows(repo_name: str, files: list[OriginFile], checkout: Checkout, dec
     }
     detected = licenses.propagate(found, [file.path for file, _ in kept])
 
-    def rows_of(chunk: list[tuple[OriginFile, Decoded]]) -> list[dict[str, Any]]:
-        return [_with_known(file_row(repo_name, file, text, detected[file.path], declared, checkout),
-                            known.get(file.path, {})) for file, text in chunk]
-
-    # go-enry (through cffi) and hashlib release the GIL, so threads spread one origin over the cores.
-    # Chunks keep the per-task overhead small; map keeps their order, so rows never depend on the threads.
-    chunks = [kept[i:i + _ROWS_PER_TASK] for i in range(0, len(kept), _ROWS_PER_TASK)]
-    with ThreadPoolExecutor(max_workers=ROW_THREADS) as pool:
-        rows = [row for chunk_rows in pool.map(rows_of, chunks) for row in chunk_rows]
+    # One thread: threads over the files gained nothing even alone (the GIL-held Python per file dominates),
+    # and the stage spreads origins, and parts of large ones, over worker processes instead.
+    rows = [_with_known(file_row(repo_name, file, text, detected[file.path], declared, checkout),
+                        known.get(file.path, {})) for file, text in kept]
     return sorted(rows, key=lambda r: r["path"])
 
 

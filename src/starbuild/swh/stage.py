@@ -31,21 +31,20 @@ SKIP_REASONS = ("binary", "too_large", "undecodable", "undecodable_path", "symli
                 "special_file", "missing_object", "empty_repository", "content_missing", "content_corrupt",
                 "fetch_failed")
 _BATCH_ROWS = 256
-# A large origin is cut into parts of about an equal share of all files, a share of at least this many:
-# below it a part's own tree walk and license reads outweigh what the split gains.
+# A large origin is cut into parts of about a worker's share of all files, a share of at least this many:
+# below it a part's own tree walk and license reads outweigh what the split gains. (Half a share a part
+# balanced no better: every part walks the origin's trees again.)
 MIN_PART_FILES = 1000
-# Tasks per worker a fair share is cut for, so that one large origin keeps every worker busy.
-PARTS_PER_WORKER = 2
 
 
 def origin_parts(counts: list[int | None], parallel: int | None) -> list[int]:
-    """How many tasks pull each origin: one, except an origin with more than a fair share of the files (all
-    files over `parallel` × PARTS_PER_WORKER, at least MIN_PART_FILES), cut into parts of about that share.
-    A None count is an origin that cannot be cut; parts never change the rows, only who computes them."""
+    """How many tasks pull each origin: one, except an origin with more than a worker's share of the files
+    (all files over `parallel`, at least MIN_PART_FILES), cut into parts of about that share. A None count
+    is an origin that cannot be cut; parts never change the rows, only who computes them."""
     known = [c for c in counts if c]
     if not parallel or parallel <= 1 or not known:
         return [1] * len(counts)
-    share = max(MIN_PART_FILES, -(-sum(known) // (parallel * PARTS_PER_WORKER)))
+    share = max(MIN_PART_FILES, -(-sum(known) // parallel))
     return [max(1, -(-c // share)) if c else 1 for c in counts]
 
 
