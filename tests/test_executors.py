@@ -118,7 +118,9 @@ def own_task(x):
     return x + 1
 
 if __name__ == "__main__":
-    fn = own_task if sys.argv[2] == "own" else str  # str: a function that lives in a module
+    import functools
+    # str: a function that lives in a module; a partial wraps the script's own function, as the work cache does.
+    fn = {"own": own_task, "wrapped": functools.partial(own_task), "module": str}[sys.argv[2]]
     LocalExecutor(2).map(fn, [0, 1, 2, 3], desc="t")
 """
 
@@ -127,7 +129,7 @@ def test_workers_do_not_run_the_parents_script_again_unless_the_task_is_defined_
     # A stage script's imports cost ~0.2 s a worker; only a task function defined in the script needs them.
     script = tmp_path / "stage_script.py"
     script.write_text(SCRIPT)
-    for mode, runs in (("module", 1), ("own", 3)):
+    for mode, runs in (("module", 1), ("own", 3), ("wrapped", 3)):
         marks = tmp_path / mode
         marks.mkdir()
         done = subprocess.run([sys.executable, str(script), str(marks), mode], capture_output=True, text=True,

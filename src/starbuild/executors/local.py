@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import pickle
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor as PoolExecutor
@@ -77,7 +78,7 @@ def _script_not_rerun(fn: Callable) -> Iterator[None]:
     worker, and every task function lives in an importable module. Kept when `fn` is the script's own."""
     main = sys.modules.get("__main__")
     script = getattr(main, "__file__", None)
-    if script is None or getattr(main, "__spec__", None) is not None or getattr(fn, "__module__", "") == "__main__":
+    if script is None or getattr(main, "__spec__", None) is not None or _refers_to_script(fn):
         yield
         return
     del main.__file__  # multiprocessing reads it when it starts each worker, within `submit`
@@ -85,6 +86,14 @@ def _script_not_rerun(fn: Callable) -> Iterator[None]:
         yield
     finally:
         main.__file__ = script
+
+
+def _refers_to_script(fn: Callable) -> bool:
+    """Whether unpickling `fn` (or what it wraps, as the work cache wraps task functions) needs the script."""
+    try:
+        return b"__main__" in pickle.dumps(fn)
+    except Exception:  # unpicklable: let the pool report it as it would
+        return True
 
 
 def _collect(pool: PoolExecutor, fn: Callable[[T], R], tasks: Sequence[T], names: list[str], desc: str) -> list[R]:

@@ -442,7 +442,7 @@ def licensing_directories(paths: Iterable[str]) -> set[str]:
     return found
 
 
-def licenses_any(license_path: str, directories: set[str]) -> bool:
+def applies_to(license_path: str, directories: set[str]) -> bool:
     """Whether the license file `license_path` licenses files in one of `directories` (licensing_directories)."""
     return _dirname(license_path) in directories
 

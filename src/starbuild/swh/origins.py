@@ -210,8 +210,8 @@ def walk_git(origin: Origin, on_file: Callable[[OriginFile], None], part: Part =
     entries.sort(key=lambda e: e.path)
     mine = part.of(len(entries))
     # Only license files in the part's directories or above them license its files.
-    governing = licenses.licensing_directories(entries[i].path for i in mine if not entries[i].skip) \
-        if on_context else set()
+    cut = on_context is not None and part.count > 1
+    governing = licenses.licensing_directories(entries[i].path for i in mine if not entries[i].skip) if cut else set()
     wanted: list[tuple[_GitEntry, Callable[[OriginFile], None]]] = []
     for position, entry in enumerate(entries):
         if position in mine:
@@ -219,7 +219,7 @@ def walk_git(origin: Origin, on_file: Callable[[OriginFile], None], part: Part =
                 checkout.skip(entry.skip)
             else:
                 wanted.append((entry, on_file))
-        elif (on_context is not None and not entry.skip and licenses.licenses_any(entry.path, governing)
+        elif (cut and not entry.skip and licenses.applies_to(entry.path, governing)
               and licenses.is_license_file(entry.path)):
             wanted.append((entry, on_context))
     root = os.path.join(os.fsencode(origin.root), b"")
