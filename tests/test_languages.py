@@ -17,7 +17,7 @@ from starbuild.core.shards import list_shards, read_shard
 from starbuild.core.stage import StageContext
 from starbuild.swh import languages
 from starbuild.swh.go_enry_vendor import FAST_VENDOR_MATCHER
-from starbuild.swh.languages import classify, header_language
+from starbuild.swh.languages import classify, extension_language
 from starbuild.swh.stage import run_pull
 from tests.factories import with_overrides
 
@@ -98,16 +98,20 @@ HEADER_CASES = [
     b"int x;\n" * 20 + b"/* vim: set ft=cpp: */\n", b"int x;\n" * 20 + b"/* vim: set \xc5\xbfyntax=cpp: */\n",
     b"int x;\n" * 20 + b"/* vim: set FileType=objc: */\n", b"/* Microsoft, software = */\n" + b"int x;\n" * 20,
 ]
-HEADER_PATHS = ["a.h", "inc/A.H", "x.pb.h", "dir.with.dots/x.h", ".h", "config.h", "x.hpp", "x.c", "a.h.in"]
+# Headers, names whose extension has one language (and those go-enry knows by name, with a shebang
+# interpreter or a modeline naming another language), several, none, and odd dots and cases.
+HEADER_PATHS = ["a.h", "inc/A.H", "x.pb.h", "dir.with.dots/x.h", ".h", "config.h", "x.hpp", "x.c", "a.h.in",
+                "pkg/mod.py", "A.PY", "x.min.js", "lib.rs", "CMakeLists.txt", "setup.py", "x.m", "x.pl", "x.t",
+                "notes.txt", "data.json", "README.md", "dir.v2/Makefile", "noext", ".bashrc", "x.tar.gz"]
 
 
 @pytest.mark.parametrize("path", HEADER_PATHS)
-def test_header_language_equals_go_enry_on_every_branch(path: str) -> None:
+def test_extension_language_equals_go_enry_on_every_branch(path: str) -> None:
     for content in HEADER_CASES:
         assert classify(path, content).language == (enry.get_language(path, content) or None), (path, content)
 
 
-def test_header_language_equals_go_enry_on_real_headers() -> None:
+def test_extension_language_equals_go_enry_on_real_headers() -> None:
     """Every header torch ships (thousands, C and C++) and the system's: the fast path answers, and as go-enry."""
     roots = [Path(torch.__file__).parent / "include", Path("/usr/include")]
     headers = [p for root in roots if root.is_dir() for p in sorted(root.rglob("*.h")) if p.is_file()]
@@ -115,10 +119,26 @@ def test_header_language_equals_go_enry_on_real_headers() -> None:
     answered = 0
     for header in headers:
         path, content = str(header), header.read_bytes()
-        fast = header_language(path, content)
+        fast = extension_language(path, content)
         answered += fast is not None
         assert (fast or enry.get_language(path, content) or None) == (enry.get_language(path, content) or None), path
     assert answered > 0.8 * len(headers)  # the rest carry a modeline (libstdc++'s `-*- C++ -*-`)
+
+
+def test_extension_language_equals_go_enry_on_the_files_of_this_machine() -> None:
+    """Up to 30,000 files of the Python environment (Python, C, stubs, JSON, text, HTML, JS, data, binaries),
+    whatever go-enry's extension strategy makes of them: the fast path answers most, and as go-enry."""
+    files = sorted(p for p in Path(sys.prefix).rglob("*") if p.is_file() and not p.is_symlink()
+                   and p.stat().st_size < 200_000)[::2][:30_000]
+    assert len(files) > 10_000
+    answered = 0
+    for file in files:
+        path, content = str(file.relative_to(sys.prefix)), file.read_bytes()
+        fast = extension_language(path, content)
+        answered += fast is not None
+        expected = enry.get_language(path, content) or None
+        assert (fast or expected) == expected, path
+    assert answered > 0.5 * len(files)
 
 
 def test_the_vendor_pattern_is_the_one_the_installed_go_enry_holds() -> None:

@@ -4,11 +4,14 @@ go-enry (GitHub Linguist's rules and names, through `enry-python`, in-process) l
 and the content: a `.h` file holding C++ is C++, `node_modules/…` is vendored, a protobuf output
 or a minified bundle is generated. An empty answer becomes null, as in The Stack v2.
 
-A `.h` file is the one costly case: go-enry runs Linguist's Objective-C and C++ patterns over the whole
-file with Go's regexp, which has no DFA (most of a pull's time on C and C++ code). `header_language`
-gives go-enry's answer for it by running the same patterns through RE2, the engine Go's regexp is a
-port of (same syntax, same `\\s`, `\\w`, `\\b` and multi-line anchors), and leaves go-enry every file an
-earlier strategy of its own (binary, modeline, filename, shebang) could decide.
+go-enry tries its strategies in order (modeline, filename, shebang, extension, then content) and stops
+at the first that names one language; its call costs ~50 µs a file, mostly the modeline search. Most
+files have none of the first three and an extension with a single language, which then decides:
+`extension_language` gives go-enry's answer for them from cheap checks and one cached lookup, and
+leaves go-enry every other file. A `.h` file (C, C++ or Objective-C) is the costly case: go-enry
+runs Linguist's Objective-C and C++ patterns over the whole file with Go's regexp, which has no DFA
+(most of a pull's time on C and C++ code); the same patterns run through RE2, the engine Go's
+regexp is a port of (same syntax, same `\\s`, `\\w`, `\\b` and multi-line anchors).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 
 import enry
 import re2
+from enry.definitions import lib as enry_library
+from enry.utils import go_str_slice_to_py, prepare_candidates
 
 from starbuild.swh.go_enry_vendor import FAST_VENDOR_MATCHER
 
@@ -34,7 +39,7 @@ class FileKind:
 
 def classify(path: str, content: bytes) -> FileKind:
     """go-enry's language (None when it has none), vendored and generated flags for `path` with `content`."""
-    language = header_language(path, content)
+    language = extension_language(path, content)
     if language is None:
         language = enry.get_language(path, content) or None
     return FileKind(
@@ -91,16 +96,19 @@ _HEADER_DEFAULT = "C"
 _BINARY_SNIFF_BYTES = 8000
 
 
-def header_language(path: str, content: bytes) -> str | None:
-    """go-enry's language of a file its `.h` heuristics decide, or None when go-enry itself must answer."""
-    if not _reaches_header_rules(path):
-        return None
+def extension_language(path: str, content: bytes) -> str | None:
+    """go-enry's language of a file its extension or its `.h` rules decide, or None when go-enry must answer."""
+    language, header = _extension_outcome(_suffix(path))
+    if language is None and not header:
+        return None  # no extension, or several languages: go-enry's later strategies decide
     if b"\0" in content[:_BINARY_SNIFF_BYTES] or content.startswith(b"#!"):
         return None  # binary (no language) or a shebang: go-enry's earlier strategies
     if enry.get_language_by_filename(path).language:
         return None
     if _may_have_modeline(content) and enry.get_language_by_modeline(content).language:
         return None
+    if not header:
+        return language
     found = _HEADER_RULES.Match(content)
     return _HEADER_LANGUAGES[min(found)] if found else _HEADER_DEFAULT
 
@@ -136,19 +144,33 @@ def _header_and_footer(content: bytes) -> bytes:
     return content[:head_end] + content[foot_start + 1:]
 
 
-@functools.lru_cache(maxsize=4096)
-def _extension_reaches_header_rules(suffix: str) -> bool:
-    # go-enry picks the extension from the lowercased name's dotted suffixes, longest first; probing
-    # with one content per outcome shows whether this suffix ends in the `.h` rules.
-    name = "probe" + suffix
-    return (enry.get_language(name, b"@interface X\n") == "Objective-C"
-            and enry.get_language(name, b"namespace x {}\n") == "C++"
-            and enry.get_language(name, b"int x;\n") == _HEADER_DEFAULT)
-
-
-def _reaches_header_rules(path: str) -> bool:
-    """Whether go-enry's extension strategy hands `path` to the `.h` content heuristics."""
+def _suffix(path: str) -> str:
+    """What go-enry's extension strategy reads of `path`: its lowercased name from the first dot ('' if none);
+    it tries the dotted suffixes of that, longest first (a directory's dots only add suffixes with a `/`,
+    which no extension has)."""
     name = os.path.basename(path).lower()
-    if not name.endswith(".h"):
-        return False
-    return _extension_reaches_header_rules(name[name.index("."):])
+    dot = name.find(".")
+    return "" if dot < 0 else name[dot:]
+
+
+@functools.lru_cache(maxsize=4096)
+def _extension_outcome(suffix: str) -> tuple[str | None, bool]:
+    """For a name ending in `suffix`: the one language go-enry's extension strategy gives it (None for none or
+    several), and whether it goes on to the `.h` content rules (probed with one content per outcome)."""
+    if not suffix:
+        return None, False
+    probe = "probe" + suffix
+    languages = _extension_languages(probe)
+    header = (suffix.endswith(".h")
+              and enry.get_language(probe, b"@interface X\n") == "Objective-C"
+              and enry.get_language(probe, b"namespace x {}\n") == "C++"
+              and enry.get_language(probe, b"int x;\n") == _HEADER_DEFAULT)
+    return languages[0] if len(languages) == 1 else None, header
+
+
+def _extension_languages(name: str) -> list[str]:
+    """go-enry's GetLanguagesByExtension: every language the extension of `name` may be. enry-python wraps
+    only the one-answer form, whose `safe` flag it sets whenever there is an answer, so the library's own
+    export is called."""
+    candidates, _ = prepare_candidates(None)  # no candidates: no filter
+    return go_str_slice_to_py(enry_library, enry_library.GetLanguagesByExtension(name.encode(), b"", 0, candidates))
