@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from starbuild.core.config import compose
 from starbuild.core.stage import StageContext
 from starbuild.determinism import RuntimeConfig, pin
 from tests.factories import stage_context
+from tests.projects import fresh_project, sh
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,3 +47,23 @@ def make_context(tmp_path: Path, smoke_cfg: DictConfig) -> Callable[..., StageCo
         return stage_context(name, cfg or smoke_cfg, tmp_path)
 
     return _make
+
+
+@dataclass(frozen=True)
+class SmokeBuild:
+    """The smoke project after one `dvc repro` of the whole DAG, and what that repro printed."""
+
+    project: Path
+    repro_output: str
+
+    def copy_to(self, dest: Path) -> Path:
+        """A private copy (git history, DVC cache and outs) for a module that changes what it works on."""
+        shutil.copytree(self.project, dest, symlinks=True)
+        return dest
+
+
+@pytest.fixture(scope="session")
+def smoke_build(tmp_path_factory: pytest.TempPathFactory) -> SmokeBuild:
+    """The whole DAG built once per session (~1 min); the modules that need a built project copy it."""
+    project = fresh_project(tmp_path_factory.mktemp("smoke_build") / "project")
+    return SmokeBuild(project, sh(project, "dvc", "repro"))

@@ -1,8 +1,8 @@
 """The whole DAG under DVC on the smoke preset, in fresh copies of the project.
 
-One module-scoped build is shared by the checks: determinism against a second `dvc repro -f`,
-a no-op second repro, params isolation under `dvc exp run -S`, a Hydra multirun by hand and a
-queued DVC sweep.
+One build of the session (`smoke_build`, copied) is shared by the checks: determinism against a
+second `dvc repro -f`, a no-op second repro, params isolation under `dvc exp run -S`, a Hydra
+multirun by hand and a queued DVC sweep.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import METRICS_STAGES as STAGES_WITH_METRICS
-from tests.conftest import STAGES
-from tests.projects import SMOKE, environment, fresh_project, lock_md5s, run, sh, stages_run
+from tests.conftest import STAGES, SmokeBuild
+from tests.projects import SMOKE, environment, lock_md5s, run, sh, stages_run
 
 pytestmark = pytest.mark.e2e
 
@@ -29,11 +29,10 @@ def repro_log(project: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built(tmp_path_factory: pytest.TempPathFactory, smoke_build: SmokeBuild) -> Path:
     """A project whose whole DAG ran once with `dvc repro`."""
-    project = fresh_project(tmp_path_factory.mktemp("clone_a"))
-    output = sh(project, "dvc", "repro")
-    repro_log(project).write_text(output)
+    project = smoke_build.copy_to(tmp_path_factory.mktemp("clone_a") / "project")
+    repro_log(project).write_text(smoke_build.repro_output)
     return project
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.projects import SMOKE, free_port, fresh_project, lock_md5s, moto_server, run, sh, stages_run
+from tests.conftest import SmokeBuild
+from tests.projects import SMOKE, free_port, lock_md5s, moto_server, run, sh, stages_run
 
 pytestmark = pytest.mark.e2e
 
@@ -62,10 +63,9 @@ def s3() -> Iterator[S3Server]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built(tmp_path_factory: pytest.TempPathFactory, smoke_build: SmokeBuild) -> Path:
     """The smoke DAG built and committed once; each release works on a copy."""
-    project = fresh_project(tmp_path_factory.mktemp("built"))
-    sh(project, "dvc", "repro")
+    project = smoke_build.copy_to(tmp_path_factory.mktemp("built") / "project")
     sh(project, "git", "add", "-A")
     sh(project, "git", "commit", "-qm", "built")
     return project
