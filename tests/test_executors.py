@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -33,8 +34,25 @@ def fail_on_three(path: str) -> str:
 def test_results_in_task_order(workers):
     results = LocalExecutor(workers=workers).map(slow_square, list(range(10)), desc="test")
     assert [square for square, _, _ in results] == [x * x for x in range(10)]
-    pids = {pid for _, pid, _ in results}
-    assert (pids == {os.getpid()}) if workers == 1 else (os.getpid() not in pids)
+    if workers == 1:
+        assert {pid for _, pid, _ in results} == {os.getpid()}
+
+
+def meet(task: tuple[str, int]) -> int:
+    """Leave this process's pid in the task's folder and wait until another process has left one there."""
+    folder, _ = task
+    Path(folder, str(os.getpid())).touch()
+    deadline = time.monotonic() + 60
+    while len(list(Path(folder).iterdir())) < 2:
+        assert time.monotonic() < deadline, "no other process took a task within 60 s"
+        time.sleep(0.01)
+    return os.getpid()
+
+
+def test_this_process_and_the_workers_share_the_tasks(tmp_path):
+    # Each task waits for a second process to hold a task at the same time: only two runners can finish.
+    pids = LocalExecutor(workers=2).map(meet, [(str(tmp_path), i) for i in range(6)], desc="test")
+    assert os.getpid() in pids and len(set(pids)) == 2
 
 
 def test_gil_free_work_runs_in_threads_of_this_process():
@@ -109,19 +127,20 @@ def test_the_file_to_fix_is_the_one_holding_the_bad_target(monkeypatch, tmp_path
 
 
 SCRIPT = """
-import os, sys
+import os, sys, time
 from pathlib import Path
 Path(sys.argv[1], f"{os.getpid()}.ran").touch()  # every process that runs this script leaves its pid
 from starbuild.executors.local import LocalExecutor
 
 def own_task(x):
+    time.sleep(0.2)  # long enough that every worker is started and takes a task
     return x + 1
 
 if __name__ == "__main__":
     import functools
     # str: a function that lives in a module; a partial wraps the script's own function, as the work cache does.
     fn = {"own": own_task, "wrapped": functools.partial(own_task), "module": str}[sys.argv[2]]
-    LocalExecutor(2).map(fn, [0, 1, 2, 3], desc="t")
+    LocalExecutor(3).map(fn, [0, 1, 2, 3, 4, 5], desc="t")  # this process and two workers
 """
 
 

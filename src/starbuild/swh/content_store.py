@@ -21,7 +21,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
-from tqdm import tqdm
 
 from starbuild.swh.storage import S3Options, open_location
 
@@ -101,6 +100,8 @@ class ContentStore:
                 return self.fetch(sha1)
             except ContentError as err:
                 return err
+
+        from tqdm import tqdm  # here: a local pull's workers never fetch, and the import is ~10 ms of their start
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
             fetched = tqdm(pool.map(one, wanted), total=len(wanted), desc=desc, unit="file",

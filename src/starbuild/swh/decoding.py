@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from charset_normalizer import from_bytes
-
 UTF8 = "UTF-8"
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
@@ -40,6 +38,8 @@ def decode(data: bytes, encodings: Sequence[str]) -> Decoded | None:
         return Decoded(data.decode("utf-8"), UTF8)
     except UnicodeDecodeError:
         pass
+    from charset_normalizer import from_bytes  # here: most files are UTF-8, and each pull worker imports this
+
     matches = list(from_bytes(data, cp_isolation=list(encodings)))
     if not matches:
         return None
