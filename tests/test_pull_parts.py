@@ -6,20 +6,23 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from omegaconf import DictConfig
 
-from starbuild.core import layout
+from starbuild.core import layout, schemas
 from starbuild.core.shards import list_shards
 from starbuild.swh import stage
 from starbuild.swh.licenses import is_license_file, licensing_directories
 from starbuild.swh.local import LocalSource
 from starbuild.swh.origins import Origin, Part, walk_git
-from starbuild.swh.source import SourceConfig, combine_summaries
+from starbuild.swh.source import SourceConfig, combine_summaries, read_rows
 from starbuild.swh.stage import origin_parts, pull_tasks, run_pull
 from tests.factories import stage_context, with_overrides
 from tests.swh_fixtures import MAX_FILE_BYTES, make_alpha, make_beta
+
+
+def staged_table(path: Path) -> pa.Table:
+    return pa.Table.from_batches(list(read_rows(path)), schema=schemas.RAW)
 
 
 def local_source(root: Path) -> LocalSource:
@@ -34,10 +37,10 @@ def test_parts_of_an_origin_together_are_the_whole_origin(tmp_path: Path, count:
     # binary, too large and non-UTF-8-named entries are each counted by the one part holding them.
     source = local_source(tmp_path)
     origin = Origin("alpha", make_alpha(tmp_path / "alpha"))
-    whole = source.pull_origin(origin, tmp_path / "whole.parquet")
-    parts = [source.pull_origin(origin, tmp_path / f"part-{k}.parquet", Part(k, count)) for k in range(count)]
-    expected = pq.read_table(tmp_path / "whole.parquet")
-    assert pa.concat_tables(pq.read_table(tmp_path / f"part-{k}.parquet") for k in range(count)).equals(expected)
+    whole = source.pull_origin(origin, tmp_path / "whole.arrow")
+    parts = [source.pull_origin(origin, tmp_path / f"part-{k}.arrow", Part(k, count)) for k in range(count)]
+    expected = staged_table(tmp_path / "whole.arrow")
+    assert pa.concat_tables(staged_table(tmp_path / f"part-{k}.arrow") for k in range(count)).equals(expected)
     assert asdict(combine_summaries(parts)) == asdict(whole)
     licensed = {row["path"]: row["detected_licenses"] for row in expected.to_pylist()}
     assert licensed["vendor/gpl/lib.c"] == ["GPL-3.0-only", "MIT"] and licensed["src/app/main.py"] == ["MIT"]
@@ -52,7 +55,7 @@ def test_a_directory_origin_is_never_cut(tmp_path: Path) -> None:
     source = local_source(tmp_path)
     assert source.file_counts([Origin("plain", root)]) == [None]
     with pytest.raises(ValueError, match="pulled whole"):
-        source.pull_origin(Origin("plain", root), tmp_path / "out.parquet", Part(0, 2))
+        source.pull_origin(Origin("plain", root), tmp_path / "out.arrow", Part(0, 2))
 
 
 def test_only_origins_over_a_fair_share_of_the_files_are_cut() -> None:

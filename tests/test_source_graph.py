@@ -38,7 +38,7 @@ from starbuild.swh.graph import (
     read_listing,
 )
 from starbuild.swh.origins import Checkout
-from starbuild.swh.source import SourceConfig, repo_name
+from starbuild.swh.source import SourceConfig, read_rows, repo_name
 from starbuild.swh.stage import run_pull
 from starbuild.swh.storage import S3Options
 from tests import swh_fixtures as fx
@@ -367,9 +367,9 @@ def test_origins_sharing_a_root_both_get_its_rows(world: World, smoke_cfg: DictC
     assert beta.ref.listing == released.ref.listing == origins["test/alpha"].ref.listing
     listed = [(r["root"], r["path"]) for r in pq.read_table(beta.ref.listing).to_pylist()]
     assert listed == sorted(set(listed))  # by root and path, the shared root's entries once
-    summaries = [source.pull_origin(o, tmp_path / f"{i}.parquet") for i, o in enumerate((beta, released))]
+    summaries = [source.pull_origin(o, tmp_path / f"{i}.arrow") for i, o in enumerate((beta, released))]
     assert summaries[0].files == summaries[1].files == len(of(world.local_rows, NAMES[fx.BETA_URL]))
-    rows = [pq.read_table(tmp_path / f"{i}.parquet").to_pylist() for i in range(2)]
+    rows = [[row for batch in read_rows(tmp_path / f"{i}.arrow") for row in batch.to_pylist()] for i in range(2)]
     differ = ("repo_name", "snapshot_id", "branch_name")
     assert without(rows[0], *differ) == without(rows[1], *differ)
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from starbuild.core import layout, schemas
 from starbuild.core.shards import atomic_output, shard_name, write_shard
@@ -20,7 +19,7 @@ from starbuild.executors import make_executor
 from starbuild.swh import licenses, scancode
 from starbuild.swh.opt_out import opted_out, read_opt_out
 from starbuild.swh.origins import WHOLE, OriginError, Part
-from starbuild.swh.source import OriginSummary, Source, SourceConfig, combine_summaries, pull_one
+from starbuild.swh.source import OriginSummary, Source, SourceConfig, combine_summaries, pull_one, read_rows
 from starbuild.swh.sources import make_source
 from starbuild.work_cache import WorkCache
 
@@ -30,7 +29,6 @@ log = logging.getLogger(__name__)
 SKIP_REASONS = ("binary", "too_large", "undecodable", "undecodable_path", "symlink", "submodule", "unreadable",
                 "special_file", "missing_object", "empty_repository", "content_missing", "content_corrupt",
                 "fetch_failed")
-_BATCH_ROWS = 256
 # A large origin is cut into parts of about a worker's share of all files, a share of at least this many:
 # below it a part's own tree walk and license reads outweigh what the split gains. (Half a share a part
 # balanced no better: every part walks the origin's trees again.)
@@ -69,14 +67,14 @@ def pull_tasks(source: Source, origins: list[Any], staging: Path, parallel: int 
     large task does not start last and leave the other workers idle)."""
     counting = getattr(source, "file_counts", None)
     counts = counting(origins) if counting else [None] * len(origins)
-    tasks = [PullTask(i, Part(k, n), staging / f"{i:05d}-{k:04d}.parquet", None if c is None else c // n)
+    tasks = [PullTask(i, Part(k, n), staging / f"{i:05d}-{k:04d}.arrow", None if c is None else c // n)
              for i, (c, n) in enumerate(zip(counts, origin_parts(counts, parallel), strict=True)) for k in range(n)]
     return sorted(tasks, key=lambda t: -(t.files or 0))
 
 
 def _rows_in_order(files: list[Path]) -> Iterator[pa.RecordBatch]:
     for path in files:
-        yield from pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS)
+        yield from read_rows(path)
 
 
 def write_raw_shards(staged: list[Path], out_dir: Path, target_bytes: int) -> int:
