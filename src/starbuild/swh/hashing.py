@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 MODE_FILE = b"100644"
 MODE_EXECUTABLE = b"100755"
@@ -32,9 +33,8 @@ def directory_swhid(tree_hex: str) -> str:
     return f"swh:1:dir:{tree_hex}"
 
 
-@dataclass(frozen=True)
-class TreeEntry:
-    """One entry of a git tree / SWH directory manifest."""
+class TreeEntry(NamedTuple):
+    """One entry of a git tree / SWH directory manifest (a tuple: a walk makes one per file)."""
 
     name: bytes
     mode: bytes

@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import stat
+import sys
+from binascii import unhexlify
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from starbuild.swh import licenses
 from starbuild.swh.git_blobs import read_blobs, read_checked_out
@@ -236,9 +238,9 @@ def walk_git(origin: Origin, on_file: Callable[[OriginFile], None], part: Part =
     return checkout
 
 
-@dataclass(frozen=True)
-class _GitEntry:
-    """A non-directory entry of a git tree: a blob to read, or a link or submodule to count (`skip`)."""
+class _GitEntry(NamedTuple):
+    """A non-directory entry of a git tree: a blob to read, or a link or submodule to count (`skip`). A tuple:
+    a walk makes one per file."""
 
     path: str
     sha: bytes  # hex, as git names it
@@ -282,20 +284,25 @@ def _chosen_branch(repo: Any, origin: Origin, branches: dict[bytes, Branch]) -> 
 def _walk_git_tree(repo: Any, tree_sha: bytes, prefix: str, found: list[_GitEntry]) -> bytes:
     """The tree's id, computed from its entries; its non-directory entries are added to `found`."""
     entries: list[TreeEntry] = []
-    for item in repo[tree_sha].iteritems():
-        rel = f"{prefix}{os.fsdecode(item.path)}"
-        target = bytes.fromhex(item.sha.decode())
-        if stat.S_ISDIR(item.mode):
-            subtree = _walk_git_tree(repo, item.sha, f"{rel}/", found)
-            entries.append(TreeEntry(item.path, MODE_DIRECTORY, subtree))
-        elif stat.S_ISLNK(item.mode):
-            entries.append(TreeEntry(item.path, MODE_SYMLINK, target))
-            found.append(_GitEntry(rel, item.sha, target, skip="symlink"))
-        elif item.mode == 0o160000:
-            entries.append(TreeEntry(item.path, MODE_SUBMODULE, target))
-            found.append(_GitEntry(rel, item.sha, target, skip="submodule"))
+    for name, mode, sha in repo[tree_sha].iteritems():
+        rel = prefix + name.decode(_FS_ENCODING, _FS_ERRORS)  # os.fsdecode, without its checks per call
+        if stat.S_ISDIR(mode):
+            entries.append(TreeEntry(name, MODE_DIRECTORY, _walk_git_tree(repo, sha, rel + "/", found)))
+            continue
+        target = unhexlify(sha)
+        if stat.S_ISLNK(mode):
+            entries.append(TreeEntry(name, MODE_SYMLINK, target))
+            found.append(_GitEntry(rel, sha, target, skip="symlink"))
+        elif mode == 0o160000:
+            entries.append(TreeEntry(name, MODE_SUBMODULE, target))
+            found.append(_GitEntry(rel, sha, target, skip="submodule"))
+        elif mode & 0o111:
+            entries.append(TreeEntry(name, MODE_EXECUTABLE, target))
+            found.append(_GitEntry(rel, sha, target, True))
         else:
-            executable = bool(item.mode & 0o111)
-            entries.append(TreeEntry(item.path, MODE_EXECUTABLE if executable else MODE_FILE, target))
-            found.append(_GitEntry(rel, item.sha, target, executable))
+            entries.append(TreeEntry(name, MODE_FILE, target))
+            found.append(_GitEntry(rel, sha, target))
     return tree_id(entries)
+
+
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
