@@ -31,7 +31,7 @@ from starbuild.swh.stage import pull_tasks
 
 # Real code of different shapes: C++ headers, a C++ API, Python packages.
 TREES = ["include", "_inductor", "distributed", "testing/_internal", "_dynamo", "onnx"]
-ROUNDS = 5
+ROUNDS = 7
 ENCODINGS = ["cp1252", "latin_1", "shift_jis", "gb18030", "euc_kr", "cp1251"]
 
 
