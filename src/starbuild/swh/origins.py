@@ -250,6 +250,8 @@ class _GitEntry(NamedTuple):
 
 
 _GIT_TYPES = {1: "revision", 2: "directory", 3: "content", 4: "release"}
+# What os.fsdecode decodes a git name with, looked up once for a walk's thousands of names.
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 def git_branches(repo: Any) -> dict[bytes, Branch]:
@@ -285,7 +287,7 @@ def _walk_git_tree(repo: Any, tree_sha: bytes, prefix: str, found: list[_GitEntr
     """The tree's id, computed from its entries; its non-directory entries are added to `found`."""
     entries: list[TreeEntry] = []
     for name, mode, sha in repo[tree_sha].iteritems():
-        rel = prefix + name.decode(_FS_ENCODING, _FS_ERRORS)  # os.fsdecode, without its checks per call
+        rel = prefix + name.decode(_FS_ENCODING, _FS_ERRORS)
         if stat.S_ISDIR(mode):
             entries.append(TreeEntry(name, MODE_DIRECTORY, _walk_git_tree(repo, sha, rel + "/", found)))
             continue
@@ -303,6 +305,3 @@ def _walk_git_tree(repo: Any, tree_sha: bytes, prefix: str, found: list[_GitEntr
             entries.append(TreeEntry(name, MODE_FILE, target))
             found.append(_GitEntry(rel, sha, target))
     return tree_id(entries)
-
-
-_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
