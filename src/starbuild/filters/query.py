@@ -114,14 +114,13 @@ class RuleSet:
         return tuple(f for f in self.features if f.native is not None)
 
     def _features_sql(self) -> str:
-        """One nested SELECT per SQL feature, so each is computed once and later ones can read it."""
+        """The base columns and every feature, each SQL feature computed once: one nested SELECT per level of
+        needs, so a feature reads those of lower levels (one SELECT per feature took longer to plan than to run)."""
         sql = f"SELECT row_idx, {', '.join((*_TABLE_COLUMNS, *(f.name for f in self.natives)))}, " \
               "coalesce(content, '') AS text FROM shard"
-        for feature in self.features:
-            if feature.native is not None:
-                continue
-            expr = _bind(feature.sql, feature.params, f"feature {feature.name}")
-            sql = f"SELECT *, {expr} AS {feature.name} FROM ({sql})"
+        for level in _levels(self.features):
+            exprs = ", ".join(f"{_bind(f.sql, f.params, f'feature {f.name}')} AS {f.name}" for f in level)
+            sql = f"SELECT *, {exprs} FROM ({sql})"
         return sql
 
     def query(self) -> str:
@@ -157,6 +156,22 @@ class RuleSet:
         columns = ", ".join(("row_idx", *(f.name for f in self.features)))
         return _run(con or process_connection(), f"SELECT {columns} FROM ({sql}) ORDER BY row_idx", [table],
                     self.natives)
+
+
+def _levels(features: Sequence[Feature]) -> list[list[Feature]]:
+    """The SQL features (in `features`' order, each after its needs) by level: a level-k feature needs only
+    native features and SQL features of levels below k."""
+    level_of: dict[str, int] = {}
+    levels: list[list[Feature]] = []
+    for feature in features:
+        if feature.native is not None:
+            continue
+        level = max((level_of[need.name] + 1 for need in feature.needs if need.name in level_of), default=0)
+        level_of[feature.name] = level
+        if level == len(levels):
+            levels.append([])
+        levels[level].append(feature)
+    return levels
 
 
 @dataclasses.dataclass

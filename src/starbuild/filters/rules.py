@@ -60,11 +60,14 @@ MAX_LINE_LENGTH = _text_stat("max_line_length")
 # The lines' lengths add up to the characters other than the newlines between them.
 AVG_LINE_LENGTH = Feature("avg_line_length", "(n_chars - (n_lines - 1)) / n_lines", needs=(N_CHARS, N_LINES))
 # The last path segment, and its extension and stem as Python's os.path.splitext cuts them (a name's
-# leading dots never start an extension: '.bashrc' has none).
-FILE_NAME = Feature("file_name", r"regexp_extract(coalesce(path, ''), '[^/]*$')")
-FILE_STEM = Feature("file_stem", r"regexp_replace(file_name, '^(.*[^.].*)\.[^.]*$', '\1')", needs=(FILE_NAME,))
-FILE_EXTENSION = Feature("file_extension", r"regexp_extract(file_name, '^.*[^.].*(\.[^.]*)$', 1)",
-                         needs=(FILE_NAME,))
+# leading dots never start an extension: '.bashrc' has none). String functions, not regexes: a capturing
+# regex per file cost more than every other SQL feature together.
+FILE_NAME = Feature("file_name", "split_part(coalesce(path, ''), '/', -1)")
+FILE_EXTENSION = Feature("file_extension",
+                         "CASE WHEN contains(ltrim(file_name, '.'), '.') THEN '.' || split_part(file_name, '.', -1) "
+                         "ELSE '' END", needs=(FILE_NAME,))
+FILE_STEM = Feature("file_stem", "left(file_name, length(file_name) - length(file_extension))",
+                    needs=(FILE_NAME, FILE_EXTENSION))
 
 
 def head_lines(n: int) -> Feature:
