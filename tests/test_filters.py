@@ -28,7 +28,7 @@ from starbuild.filters import rules as rules_module
 from starbuild.filters import stage as stage_module
 from starbuild.filters import text_stats
 from starbuild.filters.query import RuleSet, rules_from_config
-from starbuild.filters.rules import LongLines, LowAlpha, MaxLines, Rule
+from starbuild.filters.rules import FileNames, LongLines, LowAlpha, MaxLines, Rule
 from starbuild.filters.stage import FUNNEL_PLOT, run_filter
 from starbuild.shards.pipeline import task_sizes
 from tests import filter_reference as reference
@@ -706,3 +706,65 @@ def test_encoded_data_prefilter_finds_every_match_re2_and_python_find():
         assert fast["matched_chars"][i].as_py() == sum(lengths), repr(text)
         matched += bool(lengths)
     assert 400 < matched < 3600  # both kinds of text are common, so the comparison is not vacuous
+
+
+# Pieces of tag soup for the HTML counter: every tag whose strings BeautifulSoup treats differently (hidden,
+# whitespace-preserving, its own string class, empty elements), comments, declarations, CDATA, entities,
+# stray brackets, whitespace and non-ASCII text.
+HTML_PIECES = ["<p>", "</p>", "<div>", "</div>", "<pre>", "</pre>", "<textarea>", "</textarea>", "<template>",
+               "</template>", "<rt>", "</rt>", "<rp>", "</rp>", "<script>", "</script>", "<style>", "</style>",
+               "<br>", "</br>", "<br/>", "<img src=x>", "<div/>", "<script/>", "<P>", "</DIV>", "</html>", "<b", ">",
+               "<", "</", "<!-- c -->", "<!--", "-->", "<![CDATA[x y]]>", "<![CDATA[]]>", "<!DOCTYPE html>", "<!x>",
+               "<?php 1 ?>", "&amp;", "&bogus;", "&#128;", "&#x110000;", "&nbsp", "&lt", "text", "a b", " ", "\n",
+               " \t\r\f", "é", "😀", "<a href='x' a=1 a=2>", "</a>", "<svg><style>", "</svg>"]
+
+
+def beautifulsoup_visible_chars(page: str) -> int:
+    """StarCoder1's count itself: BeautifulSoup's tree, scripts and styles extracted, get_text()."""
+    from bs4 import BeautifulSoup
+
+    try:
+        soup = BeautifulSoup(page, "html.parser")
+    except Exception:
+        return 0
+    for tag in soup(["script", "style"]):
+        tag.extract()
+    return len(soup.get_text())
+
+
+def test_html_counter_equals_beautifulsoup_on_tag_soup_and_real_pages():
+    """filters/html.py counts without building the tree; on generated tag soup and on the markup files of this
+    environment its count equals BeautifulSoup's, page by page."""
+    from starbuild.filters.html import visible_chars
+
+    rng = random.Random(5)
+    pages = ["", " ", "\n", "<pre> </pre>", "<template>x</template>y"]
+    pages += ["".join(rng.choice(HTML_PIECES) for _ in range(rng.randint(1, 60))) for _ in range(3000)]
+    site = Path(pytest.__file__).parents[1]
+    # Markdown and JavaScript hold markup too, and there are few HTML files among the packages.
+    real = sorted(p for p in site.rglob("*") if p.suffix in {".html", ".htm", ".xml", ".svg", ".md", ".js"}
+                  and p.is_file() and p.stat().st_size < 200_000)
+    pages += [p.read_text(encoding="utf-8", errors="replace") for p in real[::max(1, len(real) // 300)]]
+    counts = [visible_chars(page) for page in pages]
+    assert counts == [beautifulsoup_visible_chars(page) for page in pages]
+    assert len(real) >= 50 and len(set(counts)) > 100
+
+
+def test_file_name_stem_and_extension_are_cut_as_os_path_splitext_cuts():
+    """The path features the name rules read, from DuckDB string functions: a name's leading dots never start
+    an extension, the last dot after them does; lengths are code points."""
+    import os
+    import posixpath
+
+    names = ["", ".", "..", "...", ".bashrc", "..a", "a.", ".a.", "..a.b", "a.b.c", "README", "readme.md", "é.txt",
+             "e\u0301.tx\u0301t", "😀.py", "a..b", "CMakeLists.txt", "x.tar.gz", ". .", "a b.c d"]
+    paths = [*names, *(f"dir.d/{n}" for n in names), "dir/", "a/b.c/", "/abs/x.y", "", None]
+    rules = RuleSet({"text_names": FileNames(languages=("Text",), stems=("readme",), name_contains=("req",))})
+    rows = [raw_row("r", "x", "text", language="Text") for _ in paths]
+    for row, path in zip(rows, paths, strict=True):
+        row["path"] = path
+    measured = rules.measure(raw_table(rows)).to_pylist()
+    for path, got in zip(paths, measured, strict=True):
+        name = posixpath.basename(path or "")
+        stem, extension = os.path.splitext(name)
+        assert (got["file_name"], got["file_stem"], got["file_extension"]) == (name, stem, extension), path
