@@ -690,7 +690,9 @@ def test_encoded_data_prefilter_finds_every_match_re2_and_python_find():
 
     patterns = tuple(KNOWN_RUNS)
     rng = random.Random(11)
-    texts = [encoded_text(rng) for _ in range(4000)] + [None, ""]
+    # The last texts hold many runs each, matching and not, far apart and back to back.
+    texts = [encoded_text(rng) for _ in range(4000)] + [None, "", " ; ".join(["0x1f," * 9, "ab cd"] * 40),
+                                                          "g".join(["\\u00e9" * 8] * 30)]
     content = raw_table([raw_row("r", f"{i}", t or "") for i, t in enumerate(texts)]).column("content")
     fast = EncodedScan(patterns)(content)
     # The same patterns in a group are not KNOWN_RUNS' keys, so RE2 runs on every file.

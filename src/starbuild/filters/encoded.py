@@ -16,7 +16,8 @@ finds the runs of bytes every match must lie in (`KNOWN_RUNS`, each with its pro
 * unicode escapes, `(?:\\u[0-9a-fA-F]{4}){8,}`: a match is made of `\`, `u` and hex digits and is
   at least 48 long, so it lies in a run of those at least 48 long.
 
-RE2 then runs only on the files that hold such a run. Any other pattern runs in RE2 on every file.
+RE2 then runs only on those runs, reading the bytes around each for `\b` (RE2 takes the whole text as a
+match's context). Any other pattern runs in RE2 on every file.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class Runs:
     exact: bool = False
     # Also needs this many word tokens 2 to 4 long in a row, with only non-word members between them.
     min_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        # A match of ASCII bytes is as many code points long as bytes: _match_runs counts bytes.
+        if not self.members.isascii():
+            raise ValueError(f"run members must be ASCII, got {self.members!r}")
 
 
 _HEX = string.digits + "abcdefABCDEF"
@@ -86,40 +92,73 @@ def _token_streak(data: np.ndarray, start: int, end: int, words: np.ndarray) -> 
     return best
 
 
+@numba.njit(inline="always")
+def _next_run(data: np.ndarray, i: int, end: int, members: np.ndarray, counted: np.ndarray, min_count: int,
+              min_length: int, words: np.ndarray, min_tokens: int) -> tuple[int, int]:
+    """The first maximal `members` run in data[i:end] at least `min_length` long holding >= `min_count` `counted`
+    bytes and `min_tokens` `words` tokens in a row (see _token_streak), as (start, stop); (end, end) if none."""
+    # A run that can hold a match is at least min_length long: look at the last byte of each window of that
+    # length first, so a text of short runs is read a fraction of a byte at a time.
+    while i + min_length <= end:
+        k = i + min_length - 1
+        while k >= i and members[data[k]]:
+            k -= 1
+        if k >= i:  # data[k] is no member: no such run starts before k + 1
+            i = k + 1
+            continue
+        # data[i] starts a run (data[i - 1] is no member, or the text starts at i).
+        j = i + min_length
+        while j < end and members[data[j]]:
+            j += 1
+        found = 0
+        for m in range(i, j):
+            found += counted[data[m]]
+        if found >= min_count and (min_tokens == 0 or _token_streak(data, i, j, words) >= min_tokens):
+            return i, j
+        i = j + 1
+    return end, end
+
+
 @numba.njit(cache=True, nogil=True)
 def _scan_runs(data: np.ndarray, offsets: np.ndarray, members: np.ndarray, counted: np.ndarray, min_count: int,
                min_length: int, words: np.ndarray, min_tokens: int, first_only: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per text, the longest and the summed length of its maximal `members` runs at least `min_length` long,
-    holding >= `min_count` `counted` bytes and `min_tokens` `words` tokens in a row (see _token_streak); with
-    `first_only`, a text stops at its first such run."""
+    """Per text, the longest and the summed length of its runs (see _next_run); with `first_only`, a text
+    stops at its first run."""
     n = offsets.size - 1
     longest = np.zeros(n, dtype=np.int64)
     total = np.zeros(n, dtype=np.int64)
     for text in range(n):
         i, end = offsets[text], offsets[text + 1]
-        # A run that can hold a match is at least min_length long: look at the last byte of each window of
-        # that length first, so a text of short runs is read a fraction of a byte at a time.
-        while i + min_length <= end:
-            k = i + min_length - 1
-            while k >= i and members[data[k]]:
-                k -= 1
-            if k >= i:  # data[k] is no member: no such run starts before k + 1
-                i = k + 1
-                continue
-            # data[i] starts a run (data[i - 1] is no member, or the text starts at i).
-            j = i + min_length
-            while j < end and members[data[j]]:
-                j += 1
-            found = 0
-            for m in range(i, j):
-                found += counted[data[m]]
-            if found >= min_count and (min_tokens == 0 or _token_streak(data, i, j, words) >= min_tokens):
-                longest[text] = max(longest[text], j - i)
-                total[text] += j - i
-                if first_only:
-                    break
-            i = j + 1
+        while i < end:
+            start, stop = _next_run(data, i, end, members, counted, min_count, min_length, words, min_tokens)
+            if start == end:
+                break
+            longest[text] = max(longest[text], stop - start)
+            total[text] += stop - start
+            if first_only:
+                break
+            i = stop + 1
     return longest, total
+
+
+@numba.njit(cache=True, nogil=True)
+def _text_runs(data: np.ndarray, begin: int, end: int, members: np.ndarray, counted: np.ndarray, min_count: int,
+               min_length: int, words: np.ndarray, min_tokens: int) -> np.ndarray:
+    """The (start, stop) of every run in data[begin:end] (see _next_run), in order."""
+    runs = np.empty((16, 2), dtype=np.int64)
+    count, i = 0, begin
+    while i < end:
+        start, stop = _next_run(data, i, end, members, counted, min_count, min_length, words, min_tokens)
+        if start == end:
+            break
+        if count == runs.shape[0]:
+            grown = np.empty((2 * count, 2), dtype=np.int64)
+            grown[:count] = runs
+            runs = grown
+        runs[count, 0], runs[count, 1] = start, stop
+        count += 1
+        i = stop + 1
+    return runs[:count]
 
 
 @functools.lru_cache(maxsize=64)
@@ -143,20 +182,41 @@ class EncodedScan:
         for pattern in self.patterns:
             runs = KNOWN_RUNS.get(pattern)
             if runs is None:
-                rows = np.flatnonzero(offsets[1:] > offsets[:-1])
-            else:
-                found, summed = _scan_runs(data, offsets, _byte_table(runs.members), _byte_table(runs.counted),
-                                           runs.min_count, runs.min_length, _WORDS, runs.min_tokens,
-                                           not runs.exact)
-                if runs.exact:
-                    np.maximum(longest, found, out=longest)
-                    total += summed
-                    continue
-                rows = np.flatnonzero(found)
+                self._match_texts(compile_pattern(pattern), texts, offsets, longest, total)
+                continue
+            args = (_byte_table(runs.members), _byte_table(runs.counted), runs.min_count, runs.min_length, _WORDS,
+                    runs.min_tokens)
+            found, summed = _scan_runs(data, offsets, *args, not runs.exact)
+            if runs.exact:
+                np.maximum(longest, found, out=longest)
+                total += summed
+                continue
             regex = compile_pattern(pattern)
-            for row, text in zip(rows, texts.take(pa.array(rows, pa.int64())).to_pylist(), strict=True):
-                for match in regex.finditer(text):
-                    size = len(match.group())
-                    longest[row] = max(longest[row], size)
-                    total[row] += size
+            for row in np.flatnonzero(found).tolist():
+                _match_runs(regex, data[offsets[row]:offsets[row + 1]], _text_runs(data, offsets[row], offsets[row + 1],
+                                                                                   *args) - offsets[row], row, longest,
+                            total)
         return {LONGEST: pa.array(longest), MATCHED: pa.array(total)}
+
+    @staticmethod
+    def _match_texts(regex: re2._Regexp, texts: pa.ChunkedArray, offsets: np.ndarray, longest: np.ndarray,
+                     total: np.ndarray) -> None:
+        """RE2's matches in every non-empty text, lengths in code points."""
+        rows = np.flatnonzero(offsets[1:] > offsets[:-1])
+        for row, text in zip(rows, texts.take(pa.array(rows, pa.int64())).to_pylist(), strict=True):
+            for match in regex.finditer(text):
+                size = len(match.group())
+                longest[row] = max(longest[row], size)
+                total[row] += size
+
+
+def _match_runs(regex: re2._Regexp, text: np.ndarray, runs: np.ndarray, row: int, longest: np.ndarray,
+                total: np.ndarray) -> None:
+    """RE2's matches within each of `runs` (start, stop) of `text`: no match crosses a run's ends, so these are
+    the text's matches. RE2 reads the bytes around a run for `\b`; a KNOWN_RUNS match is ASCII, so its bytes are
+    its code points."""
+    for start, stop in runs.tolist():
+        for match in regex.finditer(text, start, stop):
+            size = match.end() - match.start()
+            longest[row] = max(longest[row], size)
+            total[row] += size
