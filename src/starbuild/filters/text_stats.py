@@ -1,4 +1,4 @@
-"""Per-file character and line counts, all from one compiled pass over the UTF-8 bytes, and the first lines.
+"""Per-file character and line counts, all from one compiled pass over the UTF-8 bytes, and phrases in the first lines.
 
 Lengths are Unicode code points; lines are the pieces of the text split on '\\n' (a trailing newline
 adds an empty last line, '\\r' is a character). "Alphabetic" is Python's `str.isalpha` and
@@ -16,11 +16,12 @@ import numba
 import numpy as np
 import pyarrow as pa
 
+from starbuild.filters import encoded
 from starbuild.utf8 import utf8_buffers
 
 _ALPHA, _ALNUM = np.uint8(1), np.uint8(2)
-# The column of HeadLines.
-HEAD = "head"
+# The column of HeadMatches.
+HEAD_MATCH = "head_match"
 # The columns of `text_stats`, in the order the kernel fills them.
 COLUMNS = ("n_chars", "n_lines", "max_line_length", "alpha_chars", "alnum_chars")
 
@@ -148,8 +149,9 @@ def text_stats(texts: pa.ChunkedArray) -> dict[str, pa.Array]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _heads(data: np.ndarray, offsets: np.ndarray, lines: int) -> tuple[np.ndarray, np.ndarray]:
-    """The bytes and offsets of each text's first `lines` lines, with the newlines between them."""
+def _joined_heads(data: np.ndarray, offsets: np.ndarray, lines: int, separator: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each text's first `lines` lines (with the newlines between them), one after another, each followed by
+    `separator`; and where each starts."""
     n = offsets.size - 1
     ends = np.empty(n, dtype=np.int64)
     for text in range(n):
@@ -161,23 +163,37 @@ def _heads(data: np.ndarray, offsets: np.ndarray, lines: int) -> tuple[np.ndarra
                     break
             i += 1
         ends[text] = i
-    head_offsets = np.zeros(n + 1, dtype=np.int64)
+    starts = np.zeros(n + 1, dtype=np.int64)
     for text in range(n):
-        head_offsets[text + 1] = head_offsets[text] + ends[text] - offsets[text]
-    heads = np.empty(head_offsets[n], dtype=np.uint8)
+        starts[text + 1] = starts[text] + ends[text] - offsets[text] + 1
+    joined = np.empty(starts[n], dtype=np.uint8)
     for text in range(n):
-        heads[head_offsets[text]:head_offsets[text + 1]] = data[offsets[text]:ends[text]]
-    return heads, head_offsets
+        joined[starts[text]:starts[text + 1] - 1] = data[offsets[text]:ends[text]]
+        joined[starts[text + 1] - 1] = separator
+    return joined, starts[:n]
+
+
+# Never in UTF-8 text nor in a match of a UTF-8 pattern of literals: no match crosses from one head to the next.
+_HEAD_SEPARATOR = 0xFF
 
 
 @dataclass(frozen=True)
-class HeadLines:
-    """The first `lines` lines of each text with the newlines between them ('' for a null), as column HEAD."""
+class HeadMatches:
+    """Whether RE2's `pattern` (literal phrases, see rules.literal_pattern) is found in each text's first `lines`
+    lines, as column HEAD_MATCH: one RE2 search over all the heads, rather than a regex call per file."""
 
     lines: int
+    pattern: str
 
     def __call__(self, texts: pa.ChunkedArray) -> dict[str, pa.Array]:
         data, offsets = utf8_buffers(texts)
-        heads, head_offsets = _heads(data, offsets, self.lines)
-        array = pa.LargeStringArray.from_buffers(len(head_offsets) - 1, pa.py_buffer(head_offsets), pa.py_buffer(heads))
-        return {HEAD: array}
+        joined, starts = _joined_heads(data, offsets, self.lines, _HEAD_SEPARATOR)
+        regex = encoded.compile_pattern(self.pattern)
+        found = np.zeros(len(starts), dtype=bool)
+        match = regex.search(joined) if len(starts) else None
+        while match is not None:
+            row = int(np.searchsorted(starts, match.start(), side="right")) - 1
+            found[row] = True
+            # The rest of this head cannot change its verdict.
+            match = regex.search(joined, int(starts[row + 1])) if row + 1 < len(starts) else None
+        return {HEAD_MATCH: pa.array(found)}
