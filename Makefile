@@ -61,6 +61,7 @@ bench: bytecode
 	$(BIN)/python bench/bench_pinning.py
 	$(BIN)/python bench/bench_pull.py
 	$(BIN)/python bench/bench_filter.py
+	$(BIN)/python bench/bench_html.py
 	$(BIN)/python bench/bench_dedup.py
 	$(BIN)/python bench/bench_clean.py
 	$(BIN)/python bench/bench_tokenize.py
