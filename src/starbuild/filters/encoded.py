@@ -182,7 +182,7 @@ class EncodedScan:
         for pattern in self.patterns:
             runs = KNOWN_RUNS.get(pattern)
             if runs is None:
-                self._match_texts(compile_pattern(pattern), texts, offsets, longest, total)
+                _match_texts(compile_pattern(pattern), texts, offsets, longest, total)
                 continue
             args = (_byte_table(runs.members), _byte_table(runs.counted), runs.min_count, runs.min_length, _WORDS,
                     runs.min_tokens)
@@ -193,21 +193,21 @@ class EncodedScan:
                 continue
             regex = compile_pattern(pattern)
             for row in np.flatnonzero(found).tolist():
-                _match_runs(regex, data[offsets[row]:offsets[row + 1]], _text_runs(data, offsets[row], offsets[row + 1],
-                                                                                   *args) - offsets[row], row, longest,
-                            total)
+                begin, end = offsets[row], offsets[row + 1]
+                in_text = _text_runs(data, begin, end, *args) - begin
+                _match_runs(regex, data[begin:end], in_text, row, longest, total)
         return {LONGEST: pa.array(longest), MATCHED: pa.array(total)}
 
-    @staticmethod
-    def _match_texts(regex: re2._Regexp, texts: pa.ChunkedArray, offsets: np.ndarray, longest: np.ndarray,
-                     total: np.ndarray) -> None:
-        """RE2's matches in every non-empty text, lengths in code points."""
-        rows = np.flatnonzero(offsets[1:] > offsets[:-1])
-        for row, text in zip(rows, texts.take(pa.array(rows, pa.int64())).to_pylist(), strict=True):
-            for match in regex.finditer(text):
-                size = len(match.group())
-                longest[row] = max(longest[row], size)
-                total[row] += size
+
+def _match_texts(regex: re2._Regexp, texts: pa.ChunkedArray, offsets: np.ndarray, longest: np.ndarray,
+                 total: np.ndarray) -> None:
+    """RE2's matches in every non-empty text, lengths in code points."""
+    rows = np.flatnonzero(offsets[1:] > offsets[:-1])
+    for row, text in zip(rows, texts.take(pa.array(rows, pa.int64())).to_pylist(), strict=True):
+        for match in regex.finditer(text):
+            size = len(match.group())
+            longest[row] = max(longest[row], size)
+            total[row] += size
 
 
 def _match_runs(regex: re2._Regexp, text: np.ndarray, runs: np.ndarray, row: int, longest: np.ndarray,
