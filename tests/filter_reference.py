@@ -67,14 +67,23 @@ def language_max_lines(row: Mapping[str, Any], rule: r.LanguageMaxLines) -> bool
     return row["language"] in rule.languages and len(_lines(_text(row))) > rule.max_lines
 
 
+def beautifulsoup_visible_chars(page: str) -> int:
+    """StarCoder1's count itself: BeautifulSoup's tree, scripts and styles extracted, get_text(); 0 for a page
+    the parser rejects."""
+    try:
+        soup = BeautifulSoup(page, "html.parser")
+    except Exception:
+        return 0
+    for tag in soup(["script", "style"]):
+        tag.extract()
+    return len(soup.get_text())
+
+
 def html_visible_text(row: Mapping[str, Any], rule: r.HtmlVisibleText) -> bool:
     if row["language"] not in rule.languages:
         return False
     text = _text(row)
-    soup = BeautifulSoup(text, "html.parser")
-    for tag in soup(["script", "style"]):
-        tag.extract()
-    visible = len(soup.get_text())
+    visible = beautifulsoup_visible_chars(text)
     return not text or visible < rule.min_text_chars or visible / len(text) < rule.min_text_fraction
 
 

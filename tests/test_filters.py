@@ -723,19 +723,6 @@ HTML_PIECES = ["<p>", "</p>", "<div>", "</div>", "<pre>", "</pre>", "<textarea>"
                " \t\r\f", "é", "😀", "<a href='x' a=1 a=2>", "</a>", "<svg><style>", "</svg>"]
 
 
-def beautifulsoup_visible_chars(page: str) -> int:
-    """StarCoder1's count itself: BeautifulSoup's tree, scripts and styles extracted, get_text()."""
-    from bs4 import BeautifulSoup
-
-    try:
-        soup = BeautifulSoup(page, "html.parser")
-    except Exception:
-        return 0
-    for tag in soup(["script", "style"]):
-        tag.extract()
-    return len(soup.get_text())
-
-
 def test_html_counter_equals_beautifulsoup_on_tag_soup_and_real_pages():
     """filters/html.py counts without building the tree; on generated tag soup and on the markup files of this
     environment its count equals BeautifulSoup's, page by page."""
@@ -750,7 +737,7 @@ def test_html_counter_equals_beautifulsoup_on_tag_soup_and_real_pages():
                   and p.is_file() and p.stat().st_size < 200_000)
     pages += [p.read_text(encoding="utf-8", errors="replace") for p in real[::max(1, len(real) // 300)]]
     counts = [visible_chars(page) for page in pages]
-    assert counts == [beautifulsoup_visible_chars(page) for page in pages]
+    assert counts == [reference.beautifulsoup_visible_chars(page) for page in pages]
     assert len(real) >= 50 and len(set(counts)) > 100
 
 
