@@ -7,8 +7,10 @@ import csv
 import inspect
 import itertools
 import json
+import os
 import random
 import shutil
+import sysconfig
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
@@ -730,21 +732,22 @@ def test_html_counter_equals_beautifulsoup_on_tag_soup_and_real_pages():
 
     rng = random.Random(5)
     pages = ["", " ", "\n", "<pre> </pre>", "<template>x</template>y"]
-    pages += ["".join(rng.choice(HTML_PIECES) for _ in range(rng.randint(1, 60))) for _ in range(3000)]
-    site = Path(pytest.__file__).parents[1]
+    pages += ["".join(rng.choice(HTML_PIECES) for _ in range(rng.randint(1, 60))) for _ in range(2000)]
+    roots = [Path(pytest.__file__).parents[1], Path(sysconfig.get_paths()["stdlib"])]
     # Markdown and JavaScript hold markup too, and there are few HTML files among the packages.
-    real = sorted(p for p in site.rglob("*") if p.suffix in {".html", ".htm", ".xml", ".svg", ".md", ".js"}
-                  and p.is_file() and p.stat().st_size < 200_000)
-    pages += [p.read_text(encoding="utf-8", errors="replace") for p in real[::max(1, len(real) // 300)]]
+    suffixes = (".html", ".htm", ".xml", ".xsl", ".svg", ".md", ".js")
+    found = (Path(folder, name) for root in roots for folder, _, names in os.walk(root) for name in names
+             if name.endswith(suffixes))
+    real = sorted(p for p in found if p.is_file() and p.stat().st_size < 200_000)
+    pages += [p.read_text(encoding="utf-8", errors="replace") for p in real[::max(1, len(real) // 100)]]
     counts = [visible_chars(page) for page in pages]
     assert counts == [reference.beautifulsoup_visible_chars(page) for page in pages]
-    assert len(real) >= 50 and len(set(counts)) > 100
+    assert len(real) >= 50 and len(set(counts)) > 50
 
 
 def test_file_name_stem_and_extension_are_cut_as_os_path_splitext_cuts():
     """The path features the name rules read, from DuckDB string functions: a name's leading dots never start
     an extension, the last dot after them does; lengths are code points."""
-    import os
     import posixpath
 
     names = ["", ".", "..", "...", ".bashrc", "..a", "a.", ".a.", "..a.b", "a.b.c", "README", "readme.md", "é.txt",
